@@ -1,0 +1,1 @@
+"""The HTTP layer: routers translate HTTP to engine calls and back."""

@@ -1,0 +1,56 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from api.errors import install_error_handlers
+from api.middleware import EdgeMiddleware
+from api.resources import Resources
+from api.routes import health, system
+from engine import __version__
+from engine.settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the API; ``settings`` defaults to the process-wide Settings."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        resources = await Resources.open(settings)
+        app.state.resources = resources
+        try:
+            yield
+        finally:
+            await resources.close()
+
+    app = FastAPI(
+        title="Weftworks",
+        version=__version__,
+        description="Workflow orchestration engine for AI work on Temporal task queues.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=True,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["X-Request-ID", "X-RateLimit-Limit", "X-RateLimit-Remaining"],
+        )
+    # Added last, so it is outermost: every response gets its headers.
+    app.add_middleware(
+        EdgeMiddleware,
+        max_body=settings.max_request_bytes,
+        max_upload=settings.max_upload_bytes,
+    )
+    app.include_router(health.router)
+    app.include_router(system.router)
+    return app

@@ -1,0 +1,115 @@
+"""Every error, mapped once to the contract's codes, statuses and envelope."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from temporalio.service import RPCError
+
+from api.envelope import error_body
+from engine.errors import WeftError
+
+log = logging.getLogger("weft.api")
+
+STATUS_BY_CODE: dict[str, int] = {
+    "VALIDATION_ERROR": 422,
+    "UNAUTHORIZED": 401,
+    "INVALID_API_KEY": 401,
+    "FORBIDDEN": 403,
+    "NOT_FOUND": 404,
+    "METHOD_NOT_ALLOWED": 405,
+    "DUPLICATE_RESOURCE": 409,
+    "PAYLOAD_TOO_LARGE": 413,
+    "RATE_LIMIT_EXCEEDED": 429,
+    "INTERNAL_ERROR": 500,
+    "SERVICE_UNAVAILABLE": 503,
+}
+CODE_BY_STATUS: dict[int, str] = {
+    400: "VALIDATION_ERROR",
+    401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    409: "DUPLICATE_RESOURCE",
+    413: "PAYLOAD_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+    422: "VALIDATION_ERROR",
+    429: "RATE_LIMIT_EXCEEDED",
+    503: "SERVICE_UNAVAILABLE",
+}
+
+
+def request_id_of(request: Request) -> str | None:
+    return getattr(request.state, "request_id", None)
+
+
+def error_response(
+    request: Request,
+    status_code: int,
+    code: str,
+    message: str,
+    details: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body = error_body(
+        path=request.url.path,
+        status_code=status_code,
+        code=code,
+        message=message,
+        details=details,
+        request_id=request_id_of(request),
+    )
+    return JSONResponse(body, status_code=status_code, headers=headers)
+
+
+def _validation_details(exc: RequestValidationError) -> tuple[int, str, dict[str, Any]]:
+    errors = exc.errors()
+    if any(error.get("type") == "json_invalid" for error in errors):
+        return 400, "Malformed JSON in request body", {}
+    # Only where and what: never echo the input (it may hold a password).
+    items = [
+        {
+            "field": ".".join(str(part) for part in error.get("loc", ()) if part != "body"),
+            "issue": str(error.get("msg", "invalid")),
+            "type": str(error.get("type", "")),
+        }
+        for error in errors
+    ]
+    details: dict[str, Any] = {"errors": items}
+    if items:
+        details.update(field=items[0]["field"], issue=items[0]["issue"])
+    return 422, "Request validation failed", details
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(WeftError)
+    async def on_domain_error(request: Request, exc: WeftError) -> JSONResponse:
+        status = STATUS_BY_CODE.get(exc.code, 400)
+        return error_response(request, status, exc.code, exc.message, exc.details)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        status, message, details = _validation_details(exc)
+        return error_response(request, status, "VALIDATION_ERROR", message, details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = CODE_BY_STATUS.get(exc.status_code, "INTERNAL_ERROR")
+        message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ").title()
+        if exc.status_code == 404 and exc.detail == "Not Found":
+            message = f"No route for {request.method} {request.url.path}"
+        if exc.status_code == 405:
+            message = f"Method {request.method} is not allowed on {request.url.path}"
+        return error_response(request, exc.status_code, code, message, None, exc.headers)
+
+    @app.exception_handler(RPCError)
+    async def on_temporal_error(request: Request, exc: RPCError) -> JSONResponse:
+        log.warning("temporal call failed: %s", exc, extra={"request_id": request_id_of(request)})
+        return error_response(
+            request, 503, "SERVICE_UNAVAILABLE", "The workflow service is unavailable"
+        )

@@ -1,0 +1,156 @@
+"""ASGI middleware: request ids, security headers, body limits, last-resort 500.
+
+Written as plain ASGI (not BaseHTTPMiddleware) so streamed responses pass
+through untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import secrets
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.envelope import error_body
+
+log = logging.getLogger("weft.api")
+
+REQUEST_ID_HEADER = "x-request-id"
+_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+]
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+class EdgeMiddleware:
+    """Everything that must happen to every HTTP request, in one place.
+
+    - ``X-Request-ID``: a safe incoming id is kept, otherwise one is generated;
+      it is echoed on the response and put into ``scope["state"]``.
+    - Security headers on every response.
+    - Request bodies over the limit (multipart uploads have their own) are
+      answered 413: a declared ``Content-Length`` before anything is read, a
+      streamed body as soon as it passes the limit (the app then sees a
+      client disconnect, and whatever it would have answered is dropped).
+    - Any exception that escapes the app becomes the contract's 500 envelope,
+      logged with the request id, never a stack trace to the client.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_body: int, max_upload: int) -> None:
+        self.app = app
+        self.max_body = max_body
+        self.max_upload = max_upload
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        incoming = _header(scope, b"x-request-id")
+        request_id = (
+            incoming
+            if incoming and _SAFE_REQUEST_ID.match(incoming)
+            else f"req_{secrets.token_hex(8)}"
+        )
+        scope.setdefault("state", {})["request_id"] = request_id
+        content_type = _header(scope, b"content-type") or ""
+        limit = self.max_upload if content_type.startswith("multipart/") else self.max_body
+        started = False
+        refused = False  # a 413 went out mid-body; the app's own answer is dropped
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal started
+            if refused:
+                return
+            if message["type"] == "http.response.start":
+                started = True
+                headers = [(k, v) for k, v in message.get("headers", []) if k != b"x-request-id"]
+                headers.append((b"x-request-id", request_id.encode()))
+                headers.extend(SECURITY_HEADERS)
+                message["headers"] = headers
+            await send(message)
+
+        declared = _header(scope, b"content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            await self._too_large(scope, send_with_headers, limit)
+            return
+
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received, refused
+            if refused:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit and not started:
+                    await self._too_large(scope, send_with_headers, limit)
+                    refused = True
+                    return {"type": "http.disconnect"}
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send_with_headers)
+        except Exception:
+            if refused:
+                return
+            log.exception("unhandled error", extra={"request_id": request_id})
+            if started:
+                raise
+            await self._reply(
+                scope, send_with_headers, 500, "INTERNAL_ERROR", "Internal server error", None
+            )
+
+    @classmethod
+    async def _too_large(cls, scope: Scope, send: Send, limit: int) -> None:
+        await cls._reply(
+            scope,
+            send,
+            413,
+            "PAYLOAD_TOO_LARGE",
+            f"request body is larger than {limit} bytes",
+            {"limit_bytes": limit},
+        )
+
+    @staticmethod
+    async def _reply(
+        scope: Scope,
+        send: Send,
+        status: int,
+        code: str,
+        message: str,
+        details: dict[str, Any] | None,
+    ) -> None:
+        body = error_body(
+            path=scope.get("path", ""),
+            status_code=status,
+            code=code,
+            message=message,
+            details=details,
+            request_id=scope["state"]["request_id"],
+        )
+        payload = json.dumps(body).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(payload)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": payload})

@@ -1,0 +1,187 @@
+"""The one Settings object.
+
+Every knob is read here, once, from the environment (``WEFT_`` prefix, plus the
+conventional unprefixed names ``DATABASE_URL``, ``REDIS_URL``,
+``TEMPORAL_ADDRESS`` and ``TEMPORAL_NAMESPACE``) or from a ``.env`` file.
+Nothing else in the code base calls ``os.getenv``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+MIN_SECRET_LENGTH = 32
+JWT_SECRET_FILE = "jwt_secret"
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+class SettingsError(Exception):
+    """Settings that cannot be used; the message is one line, fit for a terminal."""
+
+
+def _alias(name: str) -> AliasChoices:
+    return AliasChoices(f"WEFT_{name}", name)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="WEFT_",
+        env_file=".env",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    # --- runtime -----------------------------------------------------------
+    env: Environment = Environment.DEVELOPMENT
+    data_dir: Path = Path(".weft")
+    log_level: str = "INFO"
+
+    # --- storage -------------------------------------------------------------
+    database_url: str = Field(default="", validation_alias=_alias("DATABASE_URL"))
+    redis_url: str | None = Field(default=None, validation_alias=_alias("REDIS_URL"))
+
+    # --- Temporal ------------------------------------------------------------
+    temporal_address: str | None = Field(default=None, validation_alias=_alias("TEMPORAL_ADDRESS"))
+    temporal_namespace: str = Field(
+        default="default", validation_alias=_alias("TEMPORAL_NAMESPACE")
+    )
+    temporal_dev_port: int = Field(default=7233, ge=1, le=65535)
+    temporal_ui_port: int = Field(default=8233, ge=1, le=65535)
+
+    # --- HTTP API ------------------------------------------------------------
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    max_request_bytes: int = Field(default=1_048_576, gt=0)
+    max_upload_bytes: int = Field(default=104_857_600, gt=0)
+
+    # --- security ------------------------------------------------------------
+    jwt_secret: str | None = None
+    jwt_issuer: str = "weftworks"
+    jwt_audience: str = "weftworks-api"
+    access_token_ttl_seconds: int = Field(default=900, gt=0)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        if not value:
+            return value
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError(
+                "not a database URL (expected sqlite:///path or postgresql://...)"
+            ) from None
+        if url.get_backend_name() not in ("sqlite", "postgresql"):
+            raise ValueError(
+                f"unsupported database {url.get_backend_name()!r} (use sqlite or postgresql)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _production_needs_a_secret(self) -> Settings:
+        if self.env is Environment.PRODUCTION:
+            if not self.jwt_secret or len(self.jwt_secret) < MIN_SECRET_LENGTH:
+                raise ValueError(
+                    f"WEFT_JWT_SECRET must be set to at least {MIN_SECRET_LENGTH} characters "
+                    "in production"
+                )
+            if not self.database_url:
+                raise ValueError("DATABASE_URL must be set in production")
+        return self
+
+    # --- derived values ------------------------------------------------------
+    @property
+    def resolved_database_url(self) -> str:
+        """The URL the code connects with (async drivers), defaulting to SQLite."""
+        return async_database_url(self.database_url or f"sqlite:///{self.data_dir / 'weft.db'}")
+
+    @property
+    def temporal_target(self) -> str:
+        return self.temporal_address or f"127.0.0.1:{self.temporal_dev_port}"
+
+    @property
+    def manages_temporal(self) -> bool:
+        """True when `weft dev` must start the Temporal dev server itself."""
+        return self.temporal_address is None
+
+    def resolved_jwt_secret(self) -> str:
+        """The JWT signing secret; in development it is generated once and kept."""
+        if self.jwt_secret:
+            return self.jwt_secret
+        path = self.data_dir / JWT_SECRET_FILE
+        if path.exists():
+            return path.read_text().strip()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        secret = secrets.token_urlsafe(48)
+        path.write_text(secret)
+        path.chmod(0o600)
+        return secret
+
+
+def async_database_url(url: str) -> str:
+    """Pick the async driver for a plain sqlite/postgresql URL."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        parsed = parsed.set(drivername="sqlite+aiosqlite")
+    elif backend == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def sync_database_url(url: str) -> str:
+    """The same database through a synchronous driver (for Alembic)."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    driver = {"sqlite": "sqlite", "postgresql": "postgresql+psycopg"}[backend]
+    return parsed.set(drivername=driver).render_as_string(hide_password=False)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build Settings, turning validation failures into a one-line SettingsError."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            message = str(error["msg"]).removeprefix("Value error, ")
+            if error["loc"]:
+                message = f"{_env_name(str(error['loc'][0]))}: {message}"
+            problems.append(message)
+        raise SettingsError("invalid settings: " + "; ".join(problems)) from None
+
+
+def _env_name(location: str) -> str:
+    """The environment variable a user would set for a field (as named in errors)."""
+    field = location.lower().removeprefix("weft_")
+    info = Settings.model_fields.get(field)
+    if info is not None and info.validation_alias is not None:
+        return field.upper()  # documented under its conventional, unprefixed name
+    return f"WEFT_{field.upper()}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide Settings (tests build their own and pass them in)."""
+    return load_settings()

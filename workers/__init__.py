@@ -1,0 +1,1 @@
+"""Workers: activities grouped by capability, composed per task queue in main.py."""

@@ -1,0 +1,22 @@
+"""System activities: cheap probes used by SystemCheckWorkflow."""
+
+from __future__ import annotations
+
+import platform
+
+from temporalio import activity
+
+from workflows.activities import Activity, PingInput, PingResult
+
+
+class SystemActivities:
+    def __init__(self, identity: str) -> None:
+        self._identity = identity
+
+    @activity.defn(name=Activity.PING_QUEUE)
+    async def ping_queue(self, params: PingInput) -> PingResult:
+        return PingResult(
+            queue=activity.info().task_queue,
+            worker=self._identity,
+            python=platform.python_version(),
+        )
