@@ -12,7 +12,7 @@ import secrets
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -20,6 +20,15 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 MIN_SECRET_LENGTH = 32
+DEFAULT_RATE_LIMITS: dict[str, int] = {
+    "login": 5,
+    "refresh": 10,
+    "mcp": 100,
+    "ai_chat": 20,
+    "ai_embeddings": 50,
+    "workflow_execute": 20,
+    "default": 1000,
+}
 JWT_SECRET_FILE = "jwt_secret"
 
 
@@ -73,13 +82,46 @@ class Settings(BaseSettings):
     jwt_issuer: str = "weftworks"
     jwt_audience: str = "weftworks-api"
     access_token_ttl_seconds: int = Field(default=900, gt=0)
+    refresh_token_ttl_seconds: int = Field(default=7 * 24 * 3600, gt=0)
+    allow_registration: bool = True
+    # Partio-style global admin keys (``Authorization: Bearer <key>``); comma-separated.
+    admin_api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
-    @field_validator("cors_origins", mode="before")
+    # --- rate limits (requests per window, per route group and principal) -----
+    rate_limits_enabled: bool = True
+    rate_limit_window_seconds: int = Field(default=60, gt=0)
+    rate_limits: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_RATE_LIMITS))
+    # What limited routes do when REDIS_URL is set but Redis is down:
+    # "memory" counts in-process instead; "fail_closed" answers 503.
+    rate_limit_redis_failure: Literal["memory", "fail_closed"] = "memory"
+    login_failure_limit: int = Field(default=5, gt=0)
+    login_failure_window_seconds: int = Field(default=900, gt=0)
+
+    # --- request history (partio /v1.0/requests) --------------------------------
+    request_history_enabled: bool = True
+    request_history_body_cap_bytes: int = Field(default=65_536, ge=0)
+    request_history_retention_days: int = Field(default=7, gt=0)
+
+    @field_validator("cors_origins", "admin_api_keys", mode="before")
     @classmethod
     def _split_origins(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _merge_rate_limits(cls, value: dict[str, int]) -> dict[str, int]:
+        """``WEFT_RATE_LIMITS='{"login": 3}'`` overrides one group, keeping the rest."""
+        unknown = set(value) - set(DEFAULT_RATE_LIMITS)
+        if unknown:
+            raise ValueError(
+                f"unknown rate limit group(s) {', '.join(sorted(unknown))}; "
+                f"known: {', '.join(DEFAULT_RATE_LIMITS)}"
+            )
+        if any(limit <= 0 for limit in value.values()):
+            raise ValueError("rate limits must be positive")
+        return {**DEFAULT_RATE_LIMITS, **value}
 
     @field_validator("database_url")
     @classmethod
