@@ -11,7 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from api.errors import install_error_handlers
 from api.middleware import EdgeMiddleware
 from api.resources import Resources
-from api.routes import health, system
+from api.routes import api_keys, auth, health, partio_admin, system, users
 from engine import __version__
 from engine.settings import Settings, get_settings
 
@@ -51,6 +51,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_body=settings.max_request_bytes,
         max_upload=settings.max_upload_bytes,
     )
-    app.include_router(health.router)
-    app.include_router(system.router)
+    for router in (
+        health.router,
+        auth.v1,
+        auth.auterity,
+        users.router,
+        api_keys.router,
+        partio_admin.router,
+        system.router,
+    ):
+        app.include_router(router)
     return app

@@ -1,17 +1,18 @@
 """FastAPI dependencies: typed aliases for what routers may ask for."""
 
-from __future__ import annotations
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated, Any
 
-from collections.abc import AsyncIterator, Callable
-from typing import Annotated
-
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
 from api.resources import Resources
-from engine.auth import Principal, authenticate_api_key, looks_like_api_key
+from engine.auth import Principal, authenticate
 from engine.errors import Forbidden, Unauthorized
+from engine.scope import TenantScope
 from engine.settings import Settings
 
 
@@ -41,35 +42,67 @@ TemporalDep = Annotated[Client, Depends(get_temporal)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 
-def _presented_key(request: Request) -> str | None:
-    key = request.headers.get("x-api-key")
-    if key:
-        return key.strip()
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return token.strip()
-    return None
+# Declared as security schemes, so /docs offers both and the OpenAPI schema lists
+# the scope every route needs.
+_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="ApiKey")
+_bearer = HTTPBearer(auto_error=False, scheme_name="Bearer")
 
 
-async def get_principal(request: Request, session: SessionDep) -> Principal:
-    key = _presented_key(request)
-    if key is None:
+async def get_principal(
+    request: Request,
+    security_scopes: SecurityScopes,
+    session: SessionDep,
+    settings: SettingsDep,
+    api_key: Annotated[str | None, Depends(_api_key_header)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """The authenticated caller, checked against the route's declared scope."""
+    credential = api_key or (bearer.credentials if bearer else None)
+    if not credential:
         raise Unauthorized("Authentication required: send a Bearer token or X-API-Key")
-    if not looks_like_api_key(key):
-        raise Unauthorized("Invalid or expired token")
-    return await authenticate_api_key(session, key)
-
-
-PrincipalDep = Annotated[Principal, Depends(get_principal)]
-
-
-def require_scope(scope: str) -> Callable[[Principal], Principal]:
-    """A dependency that lets the call through only with ``scope`` (or admin)."""
-
-    def check(principal: PrincipalDep) -> Principal:
+    principal = await authenticate(session, settings, credential.strip())
+    request.state.principal = principal  # read by request history
+    for scope in security_scopes.scopes:
         if not principal.allows(scope):
             raise Forbidden(f"This call needs the {scope!r} scope")
-        return principal
+    return principal
 
-    check.required_scope = scope  # type: ignore[attr-defined]
-    return check
+
+@dataclass(frozen=True)
+class Caller:
+    """What a protected route works with: who calls, and their view of the data."""
+
+    principal: Principal
+    db: TenantScope
+    settings: Settings
+
+    @property
+    def session(self) -> AsyncSession:
+        return self.db.session
+
+    @property
+    def tenant_id(self) -> str:
+        if self.principal.tenant_id is None:
+            raise Forbidden("This credential is not bound to a tenant")
+        return self.principal.tenant_id
+
+
+def requires(scope: str, *, across_tenants: bool = False) -> Any:
+    """Dependency for a route that needs ``scope``.
+
+    ``across_tenants`` lets a global administrator see every tenant's rows (the
+    partio admin surface); everyone else always sees only their own tenant.
+    """
+
+    async def caller(
+        principal: Annotated[Principal, Security(get_principal, scopes=[scope])],
+        session: SessionDep,
+        settings: SettingsDep,
+    ) -> Caller:
+        spans_all = across_tenants and principal.is_superuser
+        if principal.tenant_id is None and not spans_all:
+            raise Forbidden("This credential is not bound to a tenant")
+        db = TenantScope(session, principal.tenant_id, all_tenants=spans_all)
+        return Caller(principal, db, settings)
+
+    return Depends(caller)

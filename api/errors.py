@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError
 
-from api.envelope import error_body
+from api.envelope import error_body, is_partio_path
 from engine.errors import WeftError
 
 log = logging.getLogger("weft.api")
@@ -95,6 +95,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         status, message, details = _validation_details(exc)
+        if is_partio_path(request.url.path):
+            status = 400  # partio answers every invalid body with 400
         return error_response(request, status, "VALIDATION_ERROR", message, details)
 
     @app.exception_handler(StarletteHTTPException)

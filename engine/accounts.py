@@ -8,11 +8,12 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from engine.auth import ROLES, USER_SCOPES
 from engine.errors import Conflict, InvalidInput, NotFound
-from engine.models import ApiKey, Tenant, User
+from engine.models import ApiKey, EmbeddingEndpoint, Tenant, User
 from engine.security import hash_api_key, hash_password, new_api_key, new_password
 
-ROLES = ("admin", "user", "architect", "operator")
+DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_TENANT = "default"
 FIRST_ADMIN_EMAIL = "admin@localhost"
 
@@ -25,10 +26,16 @@ class IssuedKey:
     secret: str
 
 
-async def create_tenant(session: AsyncSession, name: str) -> Tenant:
+async def create_tenant(
+    session: AsyncSession,
+    name: str,
+    *,
+    labels: list[str] | None = None,
+    tags: dict[str, str] | None = None,
+) -> Tenant:
     if not name.strip():
-        raise InvalidInput("tenant name must not be empty")
-    tenant = Tenant(name=name.strip())
+        raise InvalidInput("tenant name must not be empty", details={"field": "name"})
+    tenant = Tenant(name=name.strip(), labels=labels or [], tags=tags or {})
     session.add(tenant)
     await session.flush()
     return tenant
@@ -52,27 +59,53 @@ async def create_user(
     *,
     role: str = "user",
     full_name: str | None = None,
+    first_name: str | None = None,
+    last_name: str | None = None,
+    is_superuser: bool = False,
 ) -> User:
-    email = email.strip().lower()
-    if "@" not in email:
-        raise InvalidInput(f"{email!r} is not an e-mail address")
+    email = normalise_email(email)
     if role not in ROLES:
-        raise InvalidInput(f"role must be one of {', '.join(ROLES)}")
-    if len(password) < 8:
-        raise InvalidInput("password must have at least 8 characters")
-    taken = await session.scalar(select(func.count()).select_from(User).where(User.email == email))
-    if taken:
-        raise Conflict(f"a user with e-mail {email} already exists")
+        raise InvalidInput(f"role must be one of {', '.join(ROLES)}", details={"field": "role"})
+    check_password(password)
+    await ensure_email_free(session, email)
     user = User(
         tenant_id=tenant.id,
         email=email,
         password_hash=hash_password(password),
         role=role,
-        full_name=full_name,
+        full_name=full_name or " ".join(p for p in (first_name, last_name) if p) or None,
+        first_name=first_name,
+        last_name=last_name,
+        is_superuser=is_superuser,
     )
     session.add(user)
     await session.flush()
     return user
+
+
+def normalise_email(email: str) -> str:
+    email = email.strip().lower()
+    local, _, domain = email.partition("@")
+    if not local or not domain or "@" in domain or any(c.isspace() for c in email):
+        raise InvalidInput(f"{email!r} is not an e-mail address", details={"field": "email"})
+    return email
+
+
+def check_password(password: str) -> None:
+    if len(password) < 8:
+        raise InvalidInput(
+            "password must have at least 8 characters", details={"field": "password"}
+        )
+
+
+async def ensure_email_free(
+    session: AsyncSession, email: str, *, except_id: str | None = None
+) -> None:
+    query = select(func.count()).select_from(User).where(User.email == email)
+    if except_id:
+        query = query.where(User.id != except_id)
+    if await session.scalar(query):
+        raise Conflict(f"a user with e-mail {email} already exists")
 
 
 async def find_user(session: AsyncSession, email: str) -> User:
@@ -89,6 +122,8 @@ async def create_api_key(
     scopes: list[str],
     *,
     expires_at: datetime | None = None,
+    labels: list[str] | None = None,
+    tags: dict[str, str] | None = None,
 ) -> IssuedKey:
     secret = new_api_key()
     record = ApiKey(
@@ -99,6 +134,8 @@ async def create_api_key(
         key_hash=hash_api_key(secret),
         scopes=scopes,
         expires_at=expires_at,
+        labels=labels or [],
+        tags=tags or {},
     )
     session.add(record)
     await session.flush()
@@ -121,6 +158,50 @@ async def ensure_first_admin(session: AsyncSession) -> FirstAdmin | None:
         return None
     tenant = await create_tenant(session, DEFAULT_TENANT)
     password = new_password()
-    admin = await create_user(session, tenant, FIRST_ADMIN_EMAIL, password, role="admin")
+    admin = await create_user(
+        session, tenant, FIRST_ADMIN_EMAIL, password, role="admin", is_superuser=True
+    )
     issued = await create_api_key(session, admin, "first admin key", ["admin"])
     return FirstAdmin(admin.email, password, issued.secret)
+
+
+@dataclass(frozen=True)
+class NewTenant:
+    tenant: Tenant
+    user: User
+    user_password: str
+    credential: IssuedKey
+    endpoint: EmbeddingEndpoint
+
+
+async def create_tenant_with_defaults(
+    session: AsyncSession,
+    name: str,
+    *,
+    labels: list[str] | None = None,
+    tags: dict[str, str] | None = None,
+) -> NewTenant:
+    """A tenant ready to use, as partio creates it: a default user, a credential
+    for that user and an embedding endpoint on the local MiniLM model."""
+    tenant = await create_tenant(session, name, labels=labels, tags=tags)
+    password = new_password()
+    user = await create_user(
+        session,
+        tenant,
+        f"default@{tenant.id.replace('_', '-')}.weft.local",
+        password,
+        role="admin",
+        first_name="Default",
+        last_name="User",
+    )
+    credential = await create_api_key(session, user, "Default credential", sorted(USER_SCOPES))
+    endpoint = EmbeddingEndpoint(
+        tenant_id=tenant.id,
+        name="Default endpoint",
+        model=DEFAULT_EMBEDDING_MODEL,
+        endpoint=None,
+        api_format="Local",
+    )
+    session.add(endpoint)
+    await session.flush()
+    return NewTenant(tenant, user, password, credential, endpoint)

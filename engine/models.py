@@ -83,8 +83,14 @@ class User(Timestamped, Base):
     email: Mapped[str] = mapped_column(String(320))
     password_hash: Mapped[str | None] = mapped_column(String(200))
     full_name: Mapped[str | None] = mapped_column(String(200))
+    first_name: Mapped[str | None] = mapped_column(String(100))
+    last_name: Mapped[str | None] = mapped_column(String(100))
     role: Mapped[str] = mapped_column(String(20), default="user")
+    # Global administrator (all tenants, the partio admin surface); not a tenant role.
+    is_superuser: Mapped[bool] = mapped_column(Boolean, default=False)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    labels: Mapped[list[str]] = mapped_column(default=list)
+    tags: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
 class ApiKey(Base):
@@ -98,7 +104,77 @@ class ApiKey(Base):
     prefix: Mapped[str] = mapped_column(String(16))
     key_hash: Mapped[str] = mapped_column(String(64))
     scopes: Mapped[list[str]] = mapped_column(default=list)
+    labels: Mapped[list[str]] = mapped_column(default=list)
+    tags: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     expires_at: Mapped[datetime | None] = mapped_column()
     last_used_at: Mapped[datetime | None] = mapped_column()
     revoked_at: Mapped[datetime | None] = mapped_column()
+
+
+class AuthSession(Base):
+    """One login: the family of refresh tokens that descend from it."""
+
+    __tablename__ = "auth_sessions"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("ses"))
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    revoked_at: Mapped[datetime | None] = mapped_column()
+    revoked_reason: Mapped[str | None] = mapped_column(String(40))
+
+
+class RefreshToken(Base):
+    """A refresh token's id (``jti``); the token itself is a signed JWT, never stored."""
+
+    __tablename__ = "refresh_tokens"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("rt"))
+    session_id: Mapped[str] = mapped_column(
+        ForeignKey("auth_sessions.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    used_at: Mapped[datetime | None] = mapped_column()
+
+
+class EmbeddingEndpoint(Timestamped, Base):
+    """A tenant's embedding provider (partio ``/v1.0/endpoints``)."""
+
+    __tablename__ = "embedding_endpoints"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("ep"))
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    model: Mapped[str] = mapped_column(String(200))
+    endpoint: Mapped[str | None] = mapped_column(String(2000))
+    api_format: Mapped[str] = mapped_column(String(40))
+    api_key_encrypted: Mapped[str | None] = mapped_column(String(2000))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    labels: Mapped[list[str]] = mapped_column(default=list)
+    tags: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class RequestRecord(Base):
+    """One API request, for partio's request history (bodies live in the data dir)."""
+
+    __tablename__ = "request_history"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("rq"))
+    tenant_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    principal_id: Mapped[str | None] = mapped_column(String(40))
+    request_id: Mapped[str] = mapped_column(String(128))
+    method: Mapped[str] = mapped_column(String(10))
+    path: Mapped[str] = mapped_column(String(2000))
+    query: Mapped[str | None] = mapped_column(String(2000))
+    status_code: Mapped[int] = mapped_column()
+    duration_ms: Mapped[float] = mapped_column()
+    client_ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(400))
+    request_body_bytes: Mapped[int] = mapped_column(default=0)
+    response_body_bytes: Mapped[int] = mapped_column(default=0)
+    has_detail: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

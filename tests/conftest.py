@@ -13,6 +13,7 @@ import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -26,7 +27,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
 from engine import migrate
-from engine.accounts import ensure_first_admin
+from engine.accounts import create_tenant_with_defaults, ensure_first_admin
 from engine.db import create_engine, create_sessionmaker, transaction
 from engine.queues import ALL_QUEUES
 from engine.settings import Settings
@@ -160,3 +161,29 @@ async def admin_key(settings: Settings) -> str:
         await engine.dispose()
     assert first is not None
     return first.api_key
+
+
+@dataclass(frozen=True)
+class TenantFixture:
+    tenant_id: str
+    email: str
+    password: str
+    key: str  # the default credential: every scope but admin
+    endpoint_id: str
+
+
+async def make_tenant(settings: Settings, name: str) -> TenantFixture:
+    """A tenant as partio creates it (default user, credential and endpoint)."""
+    engine = create_engine(settings)
+    try:
+        async with transaction(create_sessionmaker(engine)) as session:
+            made = await create_tenant_with_defaults(session, name)
+    finally:
+        await engine.dispose()
+    return TenantFixture(
+        made.tenant.id,
+        made.user.email,
+        made.user_password,
+        made.credential.secret,
+        made.endpoint.id,
+    )

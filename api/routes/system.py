@@ -6,13 +6,12 @@ import uuid
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends
+from fastapi import APIRouter, Body
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from api.deps import TemporalDep, require_scope
+from api.deps import Caller, TemporalDep, requires
 from api.envelope import ok
-from engine.auth import Principal
 from engine.queues import ACTIVITY_QUEUES, TaskQueue
 from engine.temporal import run_attributes
 from workflows.system_check import SystemCheckInput, SystemCheckWorkflow
@@ -28,7 +27,7 @@ class SystemCheckRequest(BaseModel):
 @router.post("/check", summary="Run SystemCheckWorkflow through every activity queue")
 async def create_system_check(
     client: TemporalDep,
-    principal: Annotated[Principal, Depends(require_scope("admin"))],
+    caller: Annotated[Caller, requires("admin")],
     request_body: Annotated[SystemCheckRequest | None, Body()] = None,
 ) -> JSONResponse:
     params = request_body or SystemCheckRequest()
@@ -40,7 +39,7 @@ async def create_system_check(
         task_queue=TaskQueue.WORKFLOWS.value,
         execution_timeout=timedelta(seconds=params.timeout_seconds),
         search_attributes=run_attributes(
-            tenant_id=principal.tenant_id, kind="system_check", started_by=principal.user_id
+            tenant_id=caller.tenant_id, kind="system_check", started_by=caller.principal.user_id
         ),
         static_summary="System check of the task queues",
     )
