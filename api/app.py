@@ -10,6 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from api.errors import install_error_handlers
 from api.middleware import EdgeMiddleware
+from api.ratelimit import RateLimitMiddleware
 from api.resources import Resources
 from api.routes import api_keys, auth, health, partio_admin, system, users
 from engine import __version__
@@ -36,6 +37,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    # Inside CORS (added before it): a 429 still carries the CORS headers a
+    # browser needs to read it, and preflights are not counted.
+    app.add_middleware(RateLimitMiddleware, settings=settings)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -43,7 +47,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_credentials=True,
             allow_methods=["*"],
             allow_headers=["*"],
-            expose_headers=["X-Request-ID", "X-RateLimit-Limit", "X-RateLimit-Remaining"],
+            expose_headers=[
+                "X-Request-ID",
+                "X-RateLimit-Limit",
+                "X-RateLimit-Remaining",
+                "X-RateLimit-Reset",
+                "X-RateLimit-Window",
+                "Retry-After",
+            ],
         )
     # Added last, so it is outermost: every response gets its headers.
     app.add_middleware(

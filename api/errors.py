@@ -90,6 +90,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(WeftError)
     async def on_domain_error(request: Request, exc: WeftError) -> JSONResponse:
         status = STATUS_BY_CODE.get(exc.code, 400)
+        if status == 422 and is_partio_path(request.url.path):
+            status = 400  # partio answers every invalid input with 400
         return error_response(request, status, exc.code, exc.message, exc.details)
 
     @app.exception_handler(RequestValidationError)

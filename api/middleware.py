@@ -27,7 +27,8 @@ SECURITY_HEADERS = [
 ]
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
+def header_value(scope: Scope, name: bytes) -> str | None:
+    """The first value of a request header in an ASGI scope."""
     for key, value in scope.get("headers", []):
         if key == name:
             return str(value.decode("latin-1"))
@@ -58,14 +59,14 @@ class EdgeMiddleware:
             await self.app(scope, receive, send)
             return
 
-        incoming = _header(scope, b"x-request-id")
+        incoming = header_value(scope, b"x-request-id")
         request_id = (
             incoming
             if incoming and _SAFE_REQUEST_ID.match(incoming)
             else f"req_{secrets.token_hex(8)}"
         )
         scope.setdefault("state", {})["request_id"] = request_id
-        content_type = _header(scope, b"content-type") or ""
+        content_type = header_value(scope, b"content-type") or ""
         limit = self.max_upload if content_type.startswith("multipart/") else self.max_body
         started = False
         refused = False  # a 413 went out mid-body; the app's own answer is dropped
@@ -82,7 +83,7 @@ class EdgeMiddleware:
                 message["headers"] = headers
             await send(message)
 
-        declared = _header(scope, b"content-length")
+        declared = header_value(scope, b"content-length")
         if declared and declared.isdigit() and int(declared) > limit:
             await self._too_large(scope, send_with_headers, limit)
             return

@@ -11,6 +11,8 @@ from temporalio.client import Client
 
 from engine import temporal
 from engine.db import create_engine, create_sessionmaker
+from engine.ratelimit import MemoryRateLimiter, RateLimiter, build_rate_limiter
+from engine.request_history import RequestHistory
 from engine.settings import Settings
 
 
@@ -21,7 +23,11 @@ class Resources:
     sessions: async_sessionmaker[AsyncSession]
     temporal: Client
     redis: Redis | None
+    # One per app: every request of this process counts against the same limiter.
+    rate_limiter: RateLimiter = field(default_factory=MemoryRateLimiter)
     started_monotonic: float = field(default_factory=time.monotonic)
+    # Request history writer (partio /v1.0/requests); None when recording is off.
+    history: RequestHistory | None = None
 
     @classmethod
     async def open(cls, settings: Settings) -> Resources:
@@ -34,9 +40,17 @@ class Resources:
         # Lazy: the API starts (and reports Temporal unhealthy) even while the
         # server is still coming up; the first call connects.
         client = await temporal.connect(settings, lazy=True)
-        return cls(settings, engine, create_sessionmaker(engine), client, redis)
+        limiter = build_rate_limiter(settings, redis)
+        sessions = create_sessionmaker(engine)
+        history = None
+        if settings.request_history_enabled:
+            history = RequestHistory(settings, sessions)
+            history.start()
+        return cls(settings, engine, sessions, client, redis, limiter, history=history)
 
     async def close(self) -> None:
+        if self.history is not None:  # drains the queue while the database is still there
+            await self.history.stop()
         if self.redis is not None:
             await self.redis.aclose()
         await self.engine.dispose()

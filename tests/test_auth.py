@@ -233,3 +233,29 @@ async def test_expired_api_key_is_invalid(client: httpx.AsyncClient, settings: S
     response = await client.get("/api/v1/users/me", headers={"X-API-Key": issued.secret})
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "INVALID_API_KEY"
+
+
+async def test_repeated_failed_logins_lock_the_account_not_others(settings: Settings) -> None:
+    from api.app import create_app
+    from tests.conftest import api_client
+
+    strict = settings.model_copy(
+        update={"login_failure_limit": 3, "rate_limits": {**settings.rate_limits, "login": 100}}
+    )
+    victim, bystander = await make_tenant(settings, "V"), await make_tenant(settings, "B")
+    async with api_client(create_app(strict)) as http:
+        for _ in range(3):
+            wrong = await http.post(
+                "/api/v1/auth/login", json={"email": victim.email, "password": "guess-guess"}
+            )
+            assert wrong.status_code == 401
+        locked = await http.post(
+            "/api/v1/auth/login", json={"email": victim.email, "password": victim.password}
+        )
+        other = await http.post(
+            "/api/v1/auth/login", json={"email": bystander.email, "password": bystander.password}
+        )
+    assert locked.status_code == 429
+    assert locked.json()["error"]["code"] == "RATE_LIMIT_EXCEEDED"
+    assert locked.json()["error"]["details"]["retry_after"] > 0
+    assert other.status_code == 200

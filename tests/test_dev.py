@@ -149,6 +149,9 @@ def test_weft_dev_runs_stops_and_restarts_with_its_data(
     assert health["services"]["database"] == "healthy"
     assert health["services"]["temporal"] == "healthy"
 
+    deadline = time.monotonic() + 30  # the banner follows the supervisor's own check
+    while "Press Ctrl-C" not in first.output() and time.monotonic() < deadline:
+        time.sleep(0.2)
     output = first.output()
     key = re.search(r"API key\s+(znt_\S+)", output)
     assert key, output

@@ -79,8 +79,9 @@ async def _register(db: SessionDep, resources: ResourcesDep, body: RegisterReque
 
 
 async def _login(db: SessionDep, resources: ResourcesDep, body: LoginRequest) -> TokenPair:
-    limiter = getattr(resources, "rate_limiter", None)
-    pair = await sessions.login(db, resources.settings, body.email, body.password, limiter)
+    pair = await sessions.login(
+        db, resources.settings, body.email, body.password, resources.rate_limiter
+    )
     await db.commit()
     return pair
 

@@ -355,7 +355,9 @@ async def update_endpoint(
 
 
 @router.get("/whoami", summary="Role and tenant of the caller")
-async def read_whoami(caller: Annotated[Caller, requires("profile")]) -> dict[str, str]:
+async def read_whoami(
+    caller: Annotated[Caller, requires("profile", across_tenants=True)],
+) -> dict[str, str]:
     if caller.principal.is_superuser:
         return {"Role": "Admin", "TenantName": "Admin"}
     tenant = await caller.session.get(Tenant, caller.tenant_id)
