@@ -9,10 +9,11 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from api.errors import install_error_handlers
+from api.history import RequestHistoryMiddleware
 from api.middleware import EdgeMiddleware
 from api.ratelimit import RateLimitMiddleware
 from api.resources import Resources
-from api.routes import api_keys, auth, health, partio_admin, system, users
+from api.routes import api_keys, auth, health, partio_admin, partio_requests, system, users
 from engine import __version__
 from engine.settings import Settings, get_settings
 
@@ -56,6 +57,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "Retry-After",
             ],
         )
+    # Just inside the edge: the request id is set, and 429s and CORS answers are recorded.
+    app.add_middleware(RequestHistoryMiddleware, settings=settings)
     # Added last, so it is outermost: every response gets its headers.
     app.add_middleware(
         EdgeMiddleware,
@@ -69,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         users.router,
         api_keys.router,
         partio_admin.router,
+        partio_requests.router,
         system.router,
     ):
         app.include_router(router)

@@ -14,6 +14,8 @@ from engine.db import create_engine, create_sessionmaker
 from engine.ratelimit import MemoryRateLimiter, RateLimiter, build_rate_limiter
 from engine.request_history import RequestHistory
 from engine.settings import Settings
+from engine.storage import BlobStore, blob_store
+from engine.vectors import DatabaseVectorIndex, VectorIndex
 
 
 @dataclass
@@ -28,6 +30,12 @@ class Resources:
     started_monotonic: float = field(default_factory=time.monotonic)
     # Request history writer (partio /v1.0/requests); None when recording is off.
     history: RequestHistory | None = None
+    # Documents: blob storage and the vector index (its matrix cache lives here).
+    store: BlobStore = field(init=False)
+    index: VectorIndex = field(default_factory=DatabaseVectorIndex)
+
+    def __post_init__(self) -> None:
+        self.store = blob_store(self.settings)
 
     @classmethod
     async def open(cls, settings: Settings) -> Resources:

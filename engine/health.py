@@ -23,7 +23,7 @@ from temporalio.api.taskqueue.v1 import TaskQueue as TaskQueueRef
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest, GetSystemInfoRequest
 from temporalio.client import Client
 
-from engine.queues import ALL_QUEUES, TaskQueue
+from engine.queues import ALL_QUEUES, TaskQueue, queue_name
 
 CHECK_TIMEOUT_SECONDS = 2.0
 # A worker long-polls for up to a minute, so a poller seen within this window is live.
@@ -112,7 +112,7 @@ async def check_temporal(client: Client) -> CheckResult:
     return await _timed(probe)
 
 
-async def check_queue(client: Client, queue: TaskQueue) -> CheckResult:
+async def check_queue(client: Client, queue: TaskQueue, prefix: str = "") -> CheckResult:
     """Live pollers on a queue, as Temporal itself reports them."""
     kind = (
         TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW
@@ -124,7 +124,7 @@ async def check_queue(client: Client, queue: TaskQueue) -> CheckResult:
         answer = await client.workflow_service.describe_task_queue(
             DescribeTaskQueueRequest(
                 namespace=client.namespace,
-                task_queue=TaskQueueRef(name=queue.value),
+                task_queue=TaskQueueRef(name=queue_name(queue, prefix)),
                 task_queue_type=kind,
             ),
             timeout=timedelta(seconds=CHECK_TIMEOUT_SECONDS),
@@ -156,13 +156,15 @@ def overall(checks: dict[str, CheckResult], queues: dict[str, CheckResult]) -> S
     return Status.HEALTHY
 
 
-async def health_report(engine: AsyncEngine, client: Client, redis: Redis | None) -> HealthReport:
+async def health_report(
+    engine: AsyncEngine, client: Client, redis: Redis | None, *, queue_prefix: str = ""
+) -> HealthReport:
     """Probe every dependency concurrently, each bounded by a short timeout."""
     database, redis_check, temporal, *queue_checks = await asyncio.gather(
         check_database(engine),
         check_redis(redis),
         check_temporal(client),
-        *(check_queue(client, queue) for queue in ALL_QUEUES),
+        *(check_queue(client, queue, queue_prefix) for queue in ALL_QUEUES),
     )
     checks = {"database": database, "redis": redis_check, "temporal": temporal}
     queues = {queue.value: result for queue, result in zip(ALL_QUEUES, queue_checks, strict=True)}

@@ -7,12 +7,15 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     ForeignKey,
     Index,
+    LargeBinary,
     MetaData,
     String,
+    Text,
     TypeDecorator,
     UniqueConstraint,
 )
@@ -178,3 +181,148 @@ class RequestRecord(Base):
     response_body_bytes: Mapped[int] = mapped_column(default=0)
     has_detail: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class File(Timestamped, Base):
+    """An uploaded file; its bytes live in blob storage under ``blob_key``."""
+
+    __tablename__ = "files"
+    __table_args__ = (UniqueConstraint("tenant_id", "idempotency_key"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("file"))
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    project_id: Mapped[str | None] = mapped_column(String(200), index=True)
+    filename: Mapped[str] = mapped_column(String(255))
+    mime_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    blob_key: Mapped[str] = mapped_column(String(300))
+    status: Mapped[str] = mapped_column(String(20), default="uploaded")
+    error_code: Mapped[str | None] = mapped_column(String(60))
+    error_message: Mapped[str | None] = mapped_column(String(1000))
+    pages: Mapped[int | None] = mapped_column()
+    chunks: Mapped[int | None] = mapped_column()
+    embedding_model: Mapped[str | None] = mapped_column(String(200))
+    workflow_id: Mapped[str | None] = mapped_column(String(200))
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    uploaded_by: Mapped[str | None] = mapped_column(String(40))
+    processed_at: Mapped[datetime | None] = mapped_column()
+
+
+class Chunk(Base):
+    """A piece of a file's text; ``(file_id, chunk_index)`` names it across re-runs."""
+
+    __tablename__ = "chunks"
+    __table_args__ = (UniqueConstraint("file_id", "chunk_index"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("chk"))
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    file_id: Mapped[str] = mapped_column(ForeignKey("files.id", ondelete="CASCADE"), index=True)
+    chunk_index: Mapped[int] = mapped_column()
+    page: Mapped[int | None] = mapped_column()
+    text: Mapped[str] = mapped_column(Text)
+    token_count: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ChunkVector(Base):
+    """One embedding of a chunk by one model (float32 bytes)."""
+
+    __tablename__ = "chunk_vectors"
+    __table_args__ = (Index("ix_chunk_vectors_tenant_model", "tenant_id", "model"),)
+
+    chunk_id: Mapped[str] = mapped_column(
+        ForeignKey("chunks.id", ondelete="CASCADE"), primary_key=True
+    )
+    model: Mapped[str] = mapped_column(String(200), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(40))
+    file_id: Mapped[str] = mapped_column(ForeignKey("files.id", ondelete="CASCADE"), index=True)
+    project_id: Mapped[str | None] = mapped_column(String(200))
+    dim: Mapped[int] = mapped_column()
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class IndexGeneration(Base):
+    """Bumped with every change to a (tenant, model) index, so readers know to reload."""
+
+    __tablename__ = "index_generations"
+
+    tenant_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    model: Mapped[str] = mapped_column(String(200), primary_key=True)
+    generation: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class UsageRecord(Base):
+    """One model call: the ledger behind usage, costs and budgets."""
+
+    __tablename__ = "usage_records"
+    __table_args__ = (Index("ix_usage_records_tenant_created", "tenant_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("use"))
+    tenant_id: Mapped[str] = mapped_column(String(40))
+    user_id: Mapped[str | None] = mapped_column(String(40))
+    kind: Mapped[str] = mapped_column(String(20))  # chat, embedding, rag, agent, route, test
+    provider: Mapped[str] = mapped_column(String(100))
+    model: Mapped[str] = mapped_column(String(200))
+    prompt_tokens: Mapped[int] = mapped_column(default=0)
+    completion_tokens: Mapped[int] = mapped_column(default=0)
+    latency_ms: Mapped[float] = mapped_column(default=0.0)
+    cost_usd: Mapped[float] = mapped_column(default=0.0)
+    success: Mapped[bool] = mapped_column(Boolean, default=True)
+    cached: Mapped[bool] = mapped_column(Boolean, default=False)
+    error_code: Mapped[str | None] = mapped_column(String(60))
+    workflow_id: Mapped[str | None] = mapped_column(String(200))
+    run_id: Mapped[str | None] = mapped_column(String(100))
+    request_id: Mapped[str | None] = mapped_column(String(128))
+    # Idempotency: an activity retried after recording does not count twice.
+    dedupe_key: Mapped[str | None] = mapped_column(String(300), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TenantBudget(Timestamped, Base):
+    __tablename__ = "tenant_budgets"
+
+    tenant_id: Mapped[str] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    monthly_limit_usd: Mapped[float] = mapped_column()
+    hard_limit: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class ModelProvider(Timestamped, Base):
+    """An LLM/embedding provider configured at run time (z2's providers list).
+
+    Deployment-wide, like settings: managed by global administrators only.
+    """
+
+    __tablename__ = "model_providers"
+    __table_args__ = (UniqueConstraint("name"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("prov"))
+    name: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(20))  # ollama, openai, local
+    base_url: Mapped[str | None] = mapped_column(String(2000))
+    api_key_encrypted: Mapped[str | None] = mapped_column(String(2000))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    priority: Mapped[int] = mapped_column(default=100)
+    # [{"id", "name", "capabilities", "context_window", "cost_per_1k_input", ...}]
+    models: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+
+
+class Event(Base):
+    """The outbox of engine events (file.uploaded, workflow.completed, …).
+
+    Written in the same transaction as the change it reports, so an event exists
+    exactly when its change does; webhook delivery reads from here.
+    """
+
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_tenant_created", "tenant_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("evt"))
+    tenant_id: Mapped[str] = mapped_column(String(40))
+    type: Mapped[str] = mapped_column(String(60))
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Idempotency for events emitted by activities that may run twice.
+    dedupe_key: Mapped[str | None] = mapped_column(String(300), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

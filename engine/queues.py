@@ -16,6 +16,12 @@ ALL_QUEUES: tuple[TaskQueue, ...] = tuple(TaskQueue)
 ACTIVITY_QUEUES: tuple[TaskQueue, ...] = (TaskQueue.IO, TaskQueue.CPU, TaskQueue.ML)
 
 
+def queue_name(queue: TaskQueue, prefix: str = "") -> str:
+    """The queue's name on the server; a prefix lets deployments (and tests) share
+    one namespace without taking each other's tasks."""
+    return prefix + queue.value
+
+
 def parse_queues(value: str) -> list[TaskQueue]:
     """``"weft-io,weft-cpu"`` (or ``"all"``) to queues; unknown names raise ValueError."""
     names = [item.strip() for item in value.split(",") if item.strip()]

@@ -68,6 +68,7 @@ class Settings(BaseSettings):
         default="default", validation_alias=_alias("TEMPORAL_NAMESPACE")
     )
     temporal_dev_port: int = Field(default=7233, ge=1, le=65535)
+    task_queue_prefix: str = Field(default="", max_length=40, pattern=r"^[A-Za-z0-9._-]*$")
     temporal_ui_port: int = Field(default=8233, ge=1, le=65535)
 
     # --- HTTP API ------------------------------------------------------------
@@ -97,12 +98,28 @@ class Settings(BaseSettings):
     login_failure_limit: int = Field(default=5, gt=0)
     login_failure_window_seconds: int = Field(default=900, gt=0)
 
+    # --- models ----------------------------------------------------------------
+    # Providers from settings (more can be added at run time through the API):
+    # {"ollama": {"kind": "ollama", "base_url": "http://127.0.0.1:11434"}, ...}
+    providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    default_chat_model: str | None = None
+    default_embedding_model: str = "all-MiniLM-L6-v2"
+    # US dollars per 1,000 tokens: {"gpt-4o": {"input": 0.0025, "output": 0.01}}
+    model_prices: dict[str, dict[str, float]] = Field(default_factory=dict)
+    provider_timeout_seconds: float = Field(default=60.0, gt=0)
+    provider_max_response_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+
+    # --- egress guard (every outbound URL a user or admin configures) ------------
+    egress_allow_loopback: bool = True
+    egress_allow_private: bool = False
+    egress_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
     # --- request history (partio /v1.0/requests) --------------------------------
     request_history_enabled: bool = True
     request_history_body_cap_bytes: int = Field(default=65_536, ge=0)
     request_history_retention_days: int = Field(default=7, gt=0)
 
-    @field_validator("cors_origins", "admin_api_keys", mode="before")
+    @field_validator("cors_origins", "admin_api_keys", "egress_allowed_hosts", mode="before")
     @classmethod
     def _split_origins(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -13,49 +13,107 @@ import os
 import socket
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from engine import temporal
-from engine.queues import TaskQueue
+from engine.db import create_engine, create_sessionmaker
+from engine.queues import TaskQueue, queue_name
 from engine.settings import Settings
+from engine.storage import BlobStore, blob_store
+from engine.vectors import DatabaseVectorIndex, VectorIndex
+from workers.activities.documents import DocumentActivities
 from workers.activities.system import SystemActivities
+from workflows.document_processing import DocumentProcessingWorkflow
 from workflows.system_check import SystemCheckWorkflow
 
 log = logging.getLogger("weft.worker")
 
-WORKFLOWS: list[type] = [SystemCheckWorkflow]
+WORKFLOWS: list[type] = [SystemCheckWorkflow, DocumentProcessingWorkflow]
 
 
 def worker_identity() -> str:
     return f"weft@{socket.gethostname()}:{os.getpid()}"
 
 
-def activities_by_queue(identity: str) -> dict[TaskQueue, list[Callable[..., Any]]]:
+@dataclass
+class WorkerResources:
+    """Long-lived clients shared by every activity of one worker process."""
+
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    store: BlobStore
+    index: VectorIndex
+    http: httpx.AsyncClient
+
+    @classmethod
+    def open(cls, settings: Settings) -> WorkerResources:
+        engine = create_engine(settings)
+        return cls(
+            settings=settings,
+            engine=engine,
+            sessions=create_sessionmaker(engine),
+            store=blob_store(settings),
+            index=DatabaseVectorIndex(),
+            # No retries and no redirects here: Temporal retries activities.
+            http=httpx.AsyncClient(
+                timeout=settings.provider_timeout_seconds, follow_redirects=False
+            ),
+        )
+
+    async def close(self) -> None:
+        await self.http.aclose()
+        await self.engine.dispose()
+
+
+def activities_by_queue(
+    identity: str, resources: WorkerResources | None
+) -> dict[TaskQueue, list[Callable[..., Any]]]:
     """Which activity implementations each activity queue serves."""
     system = SystemActivities(identity)
-    return {
+    queues: dict[TaskQueue, list[Callable[..., Any]]] = {
         TaskQueue.IO: [system.ping_queue],
         TaskQueue.CPU: [system.ping_queue],
         TaskQueue.ML: [system.ping_queue],
     }
+    if resources is not None:
+        docs = DocumentActivities(
+            resources.settings, resources.sessions, resources.store, resources.index, resources.http
+        )
+        queues[TaskQueue.CPU] += [docs.inspect_document, docs.extract_text, docs.chunk_text]
+        queues[TaskQueue.ML] += [docs.embed_chunks]
+        queues[TaskQueue.IO] += [docs.index_chunks, docs.finish_document]
+    return queues
 
 
-def build_workers(client: Client, queues: Sequence[TaskQueue]) -> list[Worker]:
+def build_workers(
+    client: Client,
+    queues: Sequence[TaskQueue],
+    resources: WorkerResources | None = None,
+    *,
+    prefix: str = "",
+) -> list[Worker]:
+    """One Temporal worker per queue (``resources`` None: system probes only)."""
     identity = worker_identity()
-    activities = activities_by_queue(identity)
+    activities = activities_by_queue(identity, resources)
     workers = []
     for queue in queues:
         workers.append(
             Worker(
                 client,
-                task_queue=queue.value,
+                task_queue=queue_name(queue, prefix),
                 identity=identity,
                 workflows=WORKFLOWS if queue is TaskQueue.WORKFLOWS else [],
                 activities=activities.get(queue, []),
+                # Sync CPU work runs in threads from the async activities (to_thread).
+                max_concurrent_activities=4 if queue is TaskQueue.CPU else 20,
                 graceful_shutdown_timeout=timedelta(seconds=5),
             )
         )
@@ -65,8 +123,10 @@ def build_workers(client: Client, queues: Sequence[TaskQueue]) -> list[Worker]:
 async def run_workers(settings: Settings, queues: Sequence[TaskQueue], stop: asyncio.Event) -> None:
     """Serve ``queues`` until ``stop`` is set, then shut down cleanly."""
     client = await temporal.connect(settings)
+    resources = WorkerResources.open(settings)
     async with AsyncExitStack() as stack:
-        for worker in build_workers(client, queues):
+        stack.push_async_callback(resources.close)
+        for worker in build_workers(client, queues, resources, prefix=settings.task_queue_prefix):
             await stack.enter_async_context(worker)
         log.info("worker serving %s", ", ".join(queue.value for queue in queues))
         await stop.wait()

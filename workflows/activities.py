@@ -11,6 +11,12 @@ from pydantic import BaseModel
 
 class Activity(StrEnum):
     PING_QUEUE = "ping_queue"
+    INSPECT_DOCUMENT = "inspect_document"
+    EXTRACT_TEXT = "extract_text"
+    CHUNK_TEXT = "chunk_text"
+    EMBED_CHUNKS = "embed_chunks"
+    INDEX_CHUNKS = "index_chunks"
+    FINISH_DOCUMENT = "finish_document"
 
 
 class PingInput(BaseModel):

@@ -27,7 +27,12 @@ router = APIRouter(tags=["health"])
 
 
 async def _report(resources: ResourcesDep) -> HealthReport:
-    return await health_report(resources.engine, resources.temporal, resources.redis)
+    return await health_report(
+        resources.engine,
+        resources.temporal,
+        resources.redis,
+        queue_prefix=resources.settings.task_queue_prefix,
+    )
 
 
 def _summary(report: HealthReport, uptime: float) -> dict[str, Any]:

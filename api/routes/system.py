@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from api.deps import Caller, TemporalDep, requires
 from api.envelope import ok
-from engine.queues import ACTIVITY_QUEUES, TaskQueue
+from engine.queues import ACTIVITY_QUEUES, TaskQueue, queue_name
 from engine.temporal import run_attributes
 from workflows.system_check import SystemCheckInput, SystemCheckWorkflow
 
@@ -31,12 +31,13 @@ async def create_system_check(
     request_body: Annotated[SystemCheckRequest | None, Body()] = None,
 ) -> JSONResponse:
     params = request_body or SystemCheckRequest()
+    prefix = caller.settings.task_queue_prefix
     workflow_id = f"check-{uuid.uuid4().hex}"
     result = await client.execute_workflow(
         SystemCheckWorkflow.run,
-        SystemCheckInput(queues=[queue.value for queue in params.queues]),
+        SystemCheckInput(queues=[queue_name(queue, prefix) for queue in params.queues]),
         id=workflow_id,
-        task_queue=TaskQueue.WORKFLOWS.value,
+        task_queue=queue_name(TaskQueue.WORKFLOWS, prefix),
         execution_timeout=timedelta(seconds=params.timeout_seconds),
         search_attributes=run_attributes(
             tenant_id=caller.tenant_id, kind="system_check", started_by=caller.principal.user_id

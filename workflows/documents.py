@@ -1,0 +1,99 @@
+"""Payloads of the document activities (names live in workflows.activities.Activity).
+
+Only ids, blob keys, counts and short excerpts travel through workflow history;
+document text and vectors stay in blob storage and the database.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from engine.chunking import ChunkingConfig
+
+
+class EmbeddingSpec(BaseModel):
+    """Which model embeds: the local MiniLM, or an Ollama/OpenAI endpoint by id."""
+
+    model: str = "all-MiniLM-L6-v2"
+    endpoint_id: str | None = None  # a partio embedding endpoint of the tenant
+    normalize: bool = True
+
+
+class DocumentRef(BaseModel):
+    tenant_id: str
+    file_id: str
+
+
+class DocumentInfo(BaseModel):
+    family: str
+    mime_type: str
+    pages: int
+
+
+class ExtractInput(BaseModel):
+    ref: DocumentRef
+    family: str
+    first_page: int
+    last_page: int
+    ocr: bool = True
+
+
+class ExtractResult(BaseModel):
+    pages_key: str
+    pages: int
+    chars: int
+    ocr_pages: int
+    excerpt: str = ""
+
+
+class ChunkInput(BaseModel):
+    ref: DocumentRef
+    pages_keys: list[str]
+    chunking: ChunkingConfig = Field(default_factory=ChunkingConfig)
+
+
+class ChunkResult(BaseModel):
+    chunks_key: str
+    chunks: int
+    tokens: int
+
+
+class EmbedInput(BaseModel):
+    ref: DocumentRef
+    chunks_key: str
+    start: int
+    end: int
+    embedding: EmbeddingSpec
+    workflow_id: str
+
+
+class EmbedResult(BaseModel):
+    vectors_key: str
+    count: int
+    tokens: int
+    model: str
+    dimensions: int
+
+
+class IndexInput(BaseModel):
+    ref: DocumentRef
+    chunks_key: str
+    vectors_keys: list[str]
+    model: str
+
+
+class IndexResult(BaseModel):
+    chunks: int
+    vectors: int
+
+
+class FinishInput(BaseModel):
+    ref: DocumentRef
+    workflow_id: str
+    ok: bool
+    pages: int = 0
+    chunks: int = 0
+    model: str | None = None
+    excerpt: str = ""
+    error_code: str | None = None
+    error_message: str | None = None
