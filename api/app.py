@@ -13,7 +13,17 @@ from api.history import RequestHistoryMiddleware
 from api.middleware import EdgeMiddleware
 from api.ratelimit import RateLimitMiddleware
 from api.resources import Resources
-from api.routes import api_keys, auth, health, partio_admin, partio_requests, system, users
+from api.routes import (
+    api_keys,
+    auth,
+    files,
+    health,
+    partio_admin,
+    partio_requests,
+    rag,
+    system,
+    users,
+)
 from engine import __version__
 from engine.settings import Settings, get_settings
 
@@ -72,6 +82,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         users.router,
         api_keys.router,
         partio_admin.router,
+        files.router,
+        rag.router,
         partio_requests.router,
         system.router,
     ):

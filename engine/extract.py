@@ -79,11 +79,16 @@ def _open_image(data: bytes) -> Image.Image:
 
 
 def image_pixels(data: bytes) -> int:
-    """Pixel count from the header alone (cheap; used to refuse bombs at upload)."""
+    """Pixel count from the header alone (cheap; used to refuse bombs at upload).
+
+    0 means the image cannot be read at all.
+    """
     try:
         with Image.open(io.BytesIO(data)) as image:
             width, height = image.size
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+    except Image.DecompressionBombError:
+        return MAX_IMAGE_PIXELS * 2 + 1  # Pillow refused to even describe it
+    except (OSError, ValueError, SyntaxError):
         return 0
     return int(width * height)
 

@@ -187,3 +187,33 @@ async def make_tenant(settings: Settings, name: str) -> TenantFixture:
         made.credential.secret,
         made.endpoint.id,
     )
+
+
+@dataclass(frozen=True)
+class DocStack:
+    http: httpx.AsyncClient
+    settings: Settings
+    tenant: TenantFixture
+    headers: dict[str, str]
+
+
+@pytest.fixture
+async def doc_stack(
+    settings: Settings, temporal_env: WorkflowEnvironment
+) -> AsyncIterator[DocStack]:
+    """API plus a worker with the test's database, on task queues of its own."""
+    from workers.main import WorkerResources
+
+    isolated = settings.model_copy(update={"task_queue_prefix": f"t{uuid.uuid4().hex[:8]}-"})
+    resources = WorkerResources.open(isolated)
+    tenant = await make_tenant(isolated, "docs")
+    try:
+        async with AsyncExitStack() as stack:
+            for worker in build_workers(
+                temporal_env.client, ALL_QUEUES, resources, prefix=isolated.task_queue_prefix
+            ):
+                await stack.enter_async_context(worker)
+            async with api_client(create_app(isolated)) as http:
+                yield DocStack(http, isolated, tenant, {"X-API-Key": tenant.key})
+    finally:
+        await resources.close()

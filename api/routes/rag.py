@@ -1,0 +1,133 @@
+"""Embeddings and RAG (zentoria ``/ai/embeddings``, ``/ai/rag/query``)."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field, field_validator
+
+from api.deps import Caller, ResourcesDep, requires
+from api.envelope import ok
+from engine.models import UsageRecord
+from engine.providers import local
+from engine.retrieval import retrieve
+from engine.usage import record_usage
+
+router = APIRouter(prefix="/api/v1/ai", tags=["ai"])
+
+
+class EmbeddingsRequest(BaseModel):
+    input: str | list[str]
+    model: str | None = None
+
+    @field_validator("input")
+    @classmethod
+    def _bounded(cls, value: str | list[str]) -> str | list[str]:
+        texts = [value] if isinstance(value, str) else value
+        if not texts or len(texts) > 256:
+            raise ValueError("input must hold 1 to 256 texts")
+        if any(not text.strip() or len(text) > 32_000 for text in texts):
+            raise ValueError("each input text must be non-empty and at most 32000 characters")
+        return value
+
+
+@router.post("/embeddings", summary="Embed one text or a list of texts")
+async def create_embeddings(
+    request: Request, body: EmbeddingsRequest, caller: Annotated[Caller, requires("ai:embeddings")]
+) -> JSONResponse:
+    texts = [body.input] if isinstance(body.input, str) else body.input
+    model = body.model or caller.settings.default_embedding_model
+    started = time.perf_counter()
+    if not local.is_local_embedding_model(model):
+        from api.routes.embedding_providers import embed_with_provider
+
+        result = await embed_with_provider(request, caller, model, texts)
+    else:
+        result = await local.LocalEmbeddings().embed(texts, local.LOCAL_EMBEDDING_MODEL)
+    await record_usage(
+        caller.session,
+        UsageRecord(
+            tenant_id=caller.tenant_id,
+            user_id=caller.principal.user_id,
+            kind="embedding",
+            provider="local" if local.is_local_embedding_model(model) else "provider",
+            model=result.model,
+            prompt_tokens=result.tokens,
+            latency_ms=(time.perf_counter() - started) * 1000,
+            request_id=request.state.request_id,
+        ),
+    )
+    await caller.session.commit()
+    data = {
+        "embeddings": result.vectors,
+        "model": result.model,
+        "dimensions": len(result.vectors[0]) if result.vectors else 0,
+        "usage": {"tokens": result.tokens, "prompt_tokens": result.tokens},
+    }
+    return ok(data, request_id=request.state.request_id)
+
+
+class RagFilters(BaseModel):
+    project_id: str | None = None
+    file_ids: list[str] | None = Field(default=None, max_length=100)
+
+
+class RagQuery(BaseModel):
+    query: str = Field(min_length=1, max_length=4000)
+    collection: str = "documents"
+    top_k: int = Field(default=5, ge=1, le=50)
+    include_citations: bool = True
+    filters: RagFilters = Field(default_factory=RagFilters)
+    project_id: str | None = None
+    file_ids: list[str] | None = Field(default=None, max_length=100)
+    model: str | None = None  # the chat model that writes the answer
+
+
+@router.post("/rag/query", summary="Answer a question from the tenant's documents, with citations")
+async def create_rag_answer(
+    request: Request,
+    body: RagQuery,
+    caller: Annotated[Caller, requires("ai:chat")],
+    resources: ResourcesDep,
+) -> JSONResponse:
+    retrieval = await retrieve(
+        caller.db,
+        resources.index,
+        tenant_id=caller.tenant_id,
+        question=body.query,
+        top_k=body.top_k,
+        project_id=body.project_id or body.filters.project_id,
+        file_ids=body.file_ids or body.filters.file_ids,
+    )
+    passages = [p.text for p in retrieval.passages]
+    answer, model = await _answer(request, caller, body, passages)
+    data: dict[str, Any] = {
+        "answer": answer,
+        "model": model,
+        "contexts_used": len(retrieval.passages),
+        "retrieval_ms": round(retrieval.latency_ms, 2),
+    }
+    if body.include_citations:
+        data["citations"] = [
+            {"text": p.text, "file_id": p.file_id, "filename": p.filename, "page": p.page,
+             "score": p.score, "chunk_id": p.chunk_id}
+            for p in retrieval.passages
+        ]  # fmt: skip
+    return ok(data, request_id=request.state.request_id)
+
+
+async def _answer(
+    request: Request, caller: Caller, body: RagQuery, passages: list[str]
+) -> tuple[str, str]:
+    """The configured chat model writes the answer; without one, an honest extract."""
+    chat_model = body.model or caller.settings.default_chat_model
+    if not passages:
+        return "No indexed document matches the question.", local.EXTRACTIVE_MODEL
+    if chat_model:
+        from api.routes.embedding_providers import answer_with_chat_model
+
+        return await answer_with_chat_model(request, caller, chat_model, body.query, passages)
+    return local.extractive_answer(body.query, passages), local.EXTRACTIVE_MODEL

@@ -1,0 +1,96 @@
+"""Retrieval for RAG: embed the question, search the tenant's index, load passages."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from engine.errors import InvalidInput
+from engine.models import Chunk, File, UsageRecord
+from engine.providers import local
+from engine.scope import TenantScope
+from engine.usage import record_usage
+from engine.vectors import VectorIndex
+
+
+@dataclass(frozen=True)
+class Passage:
+    chunk_id: str
+    file_id: str
+    filename: str
+    page: int | None
+    text: str
+    score: float
+
+
+@dataclass(frozen=True)
+class Retrieval:
+    passages: list[Passage]
+    model: str
+    query_tokens: int
+    latency_ms: float
+
+
+async def embed_query(question: str, model: str) -> tuple[list[float], int]:
+    if not local.is_local_embedding_model(model):
+        raise InvalidInput(
+            f"documents are indexed with {local.LOCAL_EMBEDDING_MODEL}; "
+            f"querying with {model!r} is not supported",
+            details={"field": "model"},
+        )
+    result = await local.LocalEmbeddings().embed([question], local.LOCAL_EMBEDDING_MODEL)
+    return result.vectors[0], result.tokens
+
+
+async def retrieve(
+    db: TenantScope,
+    index: VectorIndex,
+    *,
+    tenant_id: str,
+    question: str,
+    top_k: int,
+    model: str = local.LOCAL_EMBEDDING_MODEL,
+    project_id: str | None = None,
+    file_ids: list[str] | None = None,
+) -> Retrieval:
+    started = time.perf_counter()
+    vector, tokens = await embed_query(question, model)
+    hits = await index.search(
+        db.session,
+        tenant_id,
+        local.LOCAL_EMBEDDING_MODEL,
+        vector,
+        top_k=top_k,
+        file_ids=file_ids,
+        project_id=project_id,
+    )
+    rows = {}
+    if hits:
+        query = (
+            db.select(Chunk)
+            .where(Chunk.id.in_([hit.chunk_id for hit in hits]))
+            .add_columns(File.filename)
+            .join(File, File.id == Chunk.file_id)
+        )
+        rows = {chunk.id: (chunk, name) for chunk, name in (await db.session.execute(query)).all()}
+    passages = [
+        Passage(hit.chunk_id, hit.file_id, rows[hit.chunk_id][1], rows[hit.chunk_id][0].page,
+                rows[hit.chunk_id][0].text, round(hit.score, 4))
+        for hit in hits
+        if hit.chunk_id in rows  # a chunk deleted since the index was read is skipped
+    ]  # fmt: skip
+    await record_usage(
+        db.session,
+        UsageRecord(
+            tenant_id=tenant_id,
+            kind="rag",
+            provider="local",
+            model=local.LOCAL_EMBEDDING_MODEL,
+            prompt_tokens=tokens,
+            latency_ms=(time.perf_counter() - started) * 1000,
+        ),
+    )
+    await db.session.commit()
+    return Retrieval(
+        passages, local.LOCAL_EMBEDDING_MODEL, tokens, (time.perf_counter() - started) * 1000
+    )
