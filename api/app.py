@@ -19,6 +19,7 @@ from api.routes import (
     files,
     health,
     partio_admin,
+    partio_process,
     partio_requests,
     rag,
     system,
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         partio_admin.router,
         files.router,
         rag.router,
+        partio_process.router,
         partio_requests.router,
         system.router,
     ):

@@ -108,6 +108,12 @@ class Settings(BaseSettings):
     model_prices: dict[str, dict[str, float]] = Field(default_factory=dict)
     provider_timeout_seconds: float = Field(default=60.0, gt=0)
     provider_max_response_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    # Per-provider circuit breakers, chat limits and the response cache.
+    model_breaker_failure_threshold: int = Field(default=3, gt=0)
+    model_breaker_recovery_seconds: float = Field(default=30.0, gt=0)
+    model_max_tokens: int = Field(default=32_768, gt=0)
+    model_cache_ttl_seconds: int = Field(default=3600, gt=0)
+    model_cache_max_entries: int = Field(default=10_000, gt=0)  # in-process cache only
 
     # --- egress guard (every outbound URL a user or admin configures) ------------
     egress_allow_loopback: bool = True

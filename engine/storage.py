@@ -136,3 +136,8 @@ def file_key(tenant_id: str, file_id: str) -> str:
 def work_prefix(tenant_id: str, file_id: str) -> str:
     """Where processing keeps its intermediate results (pages, chunks, vectors)."""
     return f"work/{tenant_id}/{file_id}"
+
+
+def cells_prefix(tenant_id: str, batch_id: str) -> str:
+    """Where one partio process/batch request keeps its cells and results."""
+    return work_prefix(tenant_id, f"cells-{batch_id}")

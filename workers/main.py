@@ -28,14 +28,16 @@ from engine.queues import TaskQueue, queue_name
 from engine.settings import Settings
 from engine.storage import BlobStore, blob_store
 from engine.vectors import DatabaseVectorIndex, VectorIndex
+from workers.activities.cells import CellActivities
 from workers.activities.documents import DocumentActivities
 from workers.activities.system import SystemActivities
 from workflows.document_processing import DocumentProcessingWorkflow
+from workflows.semantic_cells import SemanticCellsWorkflow
 from workflows.system_check import SystemCheckWorkflow
 
 log = logging.getLogger("weft.worker")
 
-WORKFLOWS: list[type] = [SystemCheckWorkflow, DocumentProcessingWorkflow]
+WORKFLOWS: list[type] = [SystemCheckWorkflow, DocumentProcessingWorkflow, SemanticCellsWorkflow]
 
 
 def worker_identity() -> str:
@@ -87,7 +89,9 @@ def activities_by_queue(
         docs = DocumentActivities(
             resources.settings, resources.sessions, resources.store, resources.index, resources.http
         )
+        cells = CellActivities(resources.store)
         queues[TaskQueue.CPU] += [docs.inspect_document, docs.extract_text, docs.chunk_text]
+        queues[TaskQueue.CPU] += [cells.chunk_cells, cells.assemble_cells]
         queues[TaskQueue.ML] += [docs.embed_chunks]
         queues[TaskQueue.IO] += [docs.index_chunks, docs.finish_document]
     return queues

@@ -17,6 +17,8 @@ class Activity(StrEnum):
     EMBED_CHUNKS = "embed_chunks"
     INDEX_CHUNKS = "index_chunks"
     FINISH_DOCUMENT = "finish_document"
+    CHUNK_CELLS = "chunk_cells"
+    ASSEMBLE_CELLS = "assemble_cells"
 
 
 class PingInput(BaseModel):

@@ -97,3 +97,31 @@ class FinishInput(BaseModel):
     excerpt: str = ""
     error_code: str | None = None
     error_message: str | None = None
+
+
+class CellsInput(BaseModel):
+    """Partio semantic cells: the cells themselves wait in blob storage."""
+
+    tenant_id: str
+    batch_id: str
+    cells_key: str
+    endpoint_id: str | None
+    model: str
+
+
+class CellChunksResult(BaseModel):
+    chunks_key: str
+    chunks: int
+
+
+class AssembleInput(BaseModel):
+    ref: DocumentRef
+    cells_key: str
+    chunks_key: str
+    vectors_keys: list[str]
+
+
+class AssembleResult(BaseModel):
+    result_key: str
+    cells: int
+    chunks: int
