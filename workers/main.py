@@ -24,20 +24,28 @@ from temporalio.worker import Worker
 
 from engine import temporal
 from engine.db import create_engine, create_sessionmaker
+from engine.egress import new_http_client
 from engine.queues import TaskQueue, queue_name
 from engine.settings import Settings
 from engine.storage import BlobStore, blob_store
 from engine.vectors import DatabaseVectorIndex, VectorIndex
 from workers.activities.cells import CellActivities
 from workers.activities.documents import DocumentActivities
+from workers.activities.models import ModelActivities
 from workers.activities.system import SystemActivities
 from workflows.document_processing import DocumentProcessingWorkflow
+from workflows.model_pull import ModelPullWorkflow
 from workflows.semantic_cells import SemanticCellsWorkflow
 from workflows.system_check import SystemCheckWorkflow
 
 log = logging.getLogger("weft.worker")
 
-WORKFLOWS: list[type] = [SystemCheckWorkflow, DocumentProcessingWorkflow, SemanticCellsWorkflow]
+WORKFLOWS: list[type] = [
+    SystemCheckWorkflow,
+    DocumentProcessingWorkflow,
+    SemanticCellsWorkflow,
+    ModelPullWorkflow,
+]
 
 
 def worker_identity() -> str:
@@ -64,10 +72,9 @@ class WorkerResources:
             sessions=create_sessionmaker(engine),
             store=blob_store(settings),
             index=DatabaseVectorIndex(),
-            # No retries and no redirects here: Temporal retries activities.
-            http=httpx.AsyncClient(
-                timeout=settings.provider_timeout_seconds, follow_redirects=False
-            ),
+            # No retries and no redirects here: Temporal retries activities. No
+            # proxy variables either: the egress guard must see the real destination.
+            http=new_http_client(settings),
         )
 
     async def close(self) -> None:
@@ -90,10 +97,12 @@ def activities_by_queue(
             resources.settings, resources.sessions, resources.store, resources.index, resources.http
         )
         cells = CellActivities(resources.store)
-        queues[TaskQueue.CPU] += [docs.inspect_document, docs.extract_text, docs.chunk_text]
+        queues[TaskQueue.CPU] += [docs.extract_text, docs.chunk_text]
         queues[TaskQueue.CPU] += [cells.chunk_cells, cells.assemble_cells]
         queues[TaskQueue.ML] += [docs.embed_chunks]
         queues[TaskQueue.IO] += [docs.index_chunks, docs.finish_document]
+        models = ModelActivities(resources.settings, resources.sessions, resources.http)
+        queues[TaskQueue.IO] += [models.pull_model]
     return queues
 
 

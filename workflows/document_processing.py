@@ -24,7 +24,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows.documents import (
         ChunkInput,
         ChunkResult,
-        DocumentInfo,
         DocumentRef,
         EmbeddingSpec,
         EmbedInput,
@@ -118,14 +117,6 @@ class DocumentProcessingWorkflow:
             message = cause.message if isinstance(cause, ApplicationError) else str(err)
             await self._finish(ref, ok=False, error_code=code, error_message=message)
             raise ApplicationError(message, type=code, non_retryable=True) from err
-        await self._finish(
-            ref,
-            ok=True,
-            pages=result.pages,
-            chunks=result.chunks,
-            model=result.model,
-            excerpt=result.ocr_text,
-        )
         self._progress.stage = "completed"
         return result
 
@@ -134,34 +125,36 @@ class DocumentProcessingWorkflow:
     ) -> DocumentProcessingResult:
         pages, ocr_pages, excerpt = 0, 0, ""
         if params.reuse_chunks_key:
-            chunks_key = params.reuse_chunks_key
-            chunked = ChunkResult(chunks_key=chunks_key, chunks=params.reuse_chunks, tokens=0)
+            chunked = ChunkResult(
+                chunks_key=params.reuse_chunks_key, chunks=params.reuse_chunks, tokens=0
+            )
         else:
             self._progress.stage = "extracting"
-            info: DocumentInfo = await self._cpu(Activity.INSPECT_DOCUMENT, ref, DocumentInfo)
-            pages = self._progress.pages_total = info.pages
-            pages_keys = []
-            for first in range(1, info.pages + 1, PAGES_PER_BATCH):
-                batch = ExtractInput(
-                    ref=ref,
-                    family=info.family,
-                    first_page=first,
-                    last_page=min(first + PAGES_PER_BATCH - 1, info.pages),
-                    ocr=params.ocr,
-                )
-                extracted = await self._cpu(Activity.EXTRACT_TEXT, batch, ExtractResult)
-                pages_keys.append(extracted.pages_key)
-                ocr_pages += extracted.ocr_pages
-                excerpt = excerpt or extracted.excerpt
-                self._progress.pages_done += extracted.pages
-            self._progress.stage = "chunking"
-            chunk_input = ChunkInput(ref=ref, pages_keys=pages_keys, chunking=params.chunking)
-            chunked = await self._cpu(Activity.CHUNK_TEXT, chunk_input, ChunkResult)
-            chunks_key = chunked.chunks_key
+            first = await self._extract(ref, params, 1, chunking=params.chunking)
+            pages, ocr_pages, excerpt = first.pages_total, first.ocr_pages, first.excerpt
+            self._progress.pages_total = pages
+            if first.chunked is not None:
+                chunked = first.chunked
+            else:
+                pages_keys = [first.pages_key]
+                for start in range(PAGES_PER_BATCH + 1, pages + 1, PAGES_PER_BATCH):
+                    batch = await self._extract(ref, params, start, chunking=None)
+                    pages_keys.append(batch.pages_key)
+                    ocr_pages += batch.ocr_pages
+                self._progress.stage = "chunking"
+                chunk_input = ChunkInput(ref=ref, pages_keys=pages_keys, chunking=params.chunking)
+                chunked = await self._cpu(Activity.CHUNK_TEXT, chunk_input, ChunkResult)
+        chunks_key = chunked.chunks_key
         total = chunked.chunks
         model = None
+        finish = FinishInput(
+            ref=ref, workflow_id=workflow.info().workflow_id, ok=True, pages=pages,
+            chunks=total, excerpt=excerpt,
+        )  # fmt: skip
         if params.embedding is not None:
-            total, model = await self._embed_and_index(ref, params.embedding, chunks_key, total)
+            total, model = await self._embed_and_index(ref, params.embedding, chunks_key, finish)
+        else:
+            await self._finish(ref, ok=True, pages=pages, chunks=total, excerpt=excerpt)
         return DocumentProcessingResult(
             file_id=ref.file_id,
             pages=pages,
@@ -173,9 +166,29 @@ class DocumentProcessingWorkflow:
             chunks_key=chunks_key,
         )
 
+    async def _extract(
+        self,
+        ref: DocumentRef,
+        params: DocumentProcessingInput,
+        first_page: int,
+        *,
+        chunking: ChunkingConfig | None,
+    ) -> ExtractResult:
+        batch = ExtractInput(
+            ref=ref,
+            first_page=first_page,
+            last_page=first_page + PAGES_PER_BATCH - 1,
+            ocr=params.ocr,
+            chunking=chunking,
+        )
+        result = await self._cpu(Activity.EXTRACT_TEXT, batch, ExtractResult)
+        self._progress.pages_done += result.pages
+        return result
+
     async def _embed_and_index(
-        self, ref: DocumentRef, spec: EmbeddingSpec, chunks_key: str, total: int
+        self, ref: DocumentRef, spec: EmbeddingSpec, chunks_key: str, finish: FinishInput
     ) -> tuple[int, str]:
+        total = finish.chunks
         self._progress.stage = "embedding"
         self._progress.chunks_total = total
         vectors_keys, model = [], spec.model
@@ -203,7 +216,13 @@ class DocumentProcessingWorkflow:
         self._progress.stage = "indexing"
         indexed: IndexResult = await workflow.execute_activity(
             Activity.INDEX_CHUNKS,
-            IndexInput(ref=ref, chunks_key=chunks_key, vectors_keys=vectors_keys, model=model),
+            IndexInput(
+                ref=ref,
+                chunks_key=chunks_key,
+                vectors_keys=vectors_keys,
+                model=model,
+                finish=finish.model_copy(update={"model": model}),
+            ),
             result_type=IndexResult,
             task_queue=_queue(TaskQueue.IO),
             start_to_close_timeout=timedelta(minutes=10),

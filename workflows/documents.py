@@ -24,28 +24,6 @@ class DocumentRef(BaseModel):
     file_id: str
 
 
-class DocumentInfo(BaseModel):
-    family: str
-    mime_type: str
-    pages: int
-
-
-class ExtractInput(BaseModel):
-    ref: DocumentRef
-    family: str
-    first_page: int
-    last_page: int
-    ocr: bool = True
-
-
-class ExtractResult(BaseModel):
-    pages_key: str
-    pages: int
-    chars: int
-    ocr_pages: int
-    excerpt: str = ""
-
-
 class ChunkInput(BaseModel):
     ref: DocumentRef
     pages_keys: list[str]
@@ -56,6 +34,26 @@ class ChunkResult(BaseModel):
     chunks_key: str
     chunks: int
     tokens: int
+
+
+class ExtractInput(BaseModel):
+    ref: DocumentRef
+    first_page: int
+    last_page: int
+    ocr: bool = True
+    # Given when this batch may be the whole document: then it is chunked in the
+    # same activity (small documents cost one round trip less).
+    chunking: ChunkingConfig | None = None
+
+
+class ExtractResult(BaseModel):
+    pages_key: str
+    pages: int
+    pages_total: int
+    chars: int
+    ocr_pages: int
+    excerpt: str = ""
+    chunked: ChunkResult | None = None
 
 
 class EmbedInput(BaseModel):
@@ -75,18 +73,6 @@ class EmbedResult(BaseModel):
     dimensions: int
 
 
-class IndexInput(BaseModel):
-    ref: DocumentRef
-    chunks_key: str
-    vectors_keys: list[str]
-    model: str
-
-
-class IndexResult(BaseModel):
-    chunks: int
-    vectors: int
-
-
 class FinishInput(BaseModel):
     ref: DocumentRef
     workflow_id: str
@@ -97,6 +83,20 @@ class FinishInput(BaseModel):
     excerpt: str = ""
     error_code: str | None = None
     error_message: str | None = None
+
+
+class IndexInput(BaseModel):
+    ref: DocumentRef
+    chunks_key: str
+    vectors_keys: list[str]
+    model: str
+    # The run's success, recorded in the same transaction as the index.
+    finish: FinishInput | None = None
+
+
+class IndexResult(BaseModel):
+    chunks: int
+    vectors: int
 
 
 class CellsInput(BaseModel):

@@ -54,6 +54,7 @@ def file_public(row: FileRow) -> dict[str, Any]:
         "embedding_model": row.embedding_model,
         "error": {"code": row.error_code, "message": row.error_message} if row.error_code else None,
         "uploaded_at": row.created_at.isoformat(),
+        "processed_at": row.processed_at.isoformat() if row.processed_at else None,
         "url": f"/api/v1/mcp/files/{row.id}/download",
     }
 

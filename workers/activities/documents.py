@@ -12,7 +12,7 @@ import asyncio
 import io
 import json
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -24,7 +24,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from engine import events
-from engine.chunking import chunk_pages
+from engine.chunking import ChunkingConfig, chunk_pages
 from engine.errors import WeftError
 from engine.extract import DocumentError, count_pages, extract_pages
 from engine.models import Chunk, ChunkVector, EmbeddingEndpoint, File, UsageRecord
@@ -39,7 +39,6 @@ from workflows.activities import Activity
 from workflows.documents import (
     ChunkInput,
     ChunkResult,
-    DocumentInfo,
     DocumentRef,
     EmbeddingSpec,
     EmbedInput,
@@ -96,21 +95,15 @@ class DocumentActivities:
     async def _json(self, key: str) -> Any:
         return json.loads(await self.store.read_bytes(key))
 
-    @activity.defn(name=Activity.INSPECT_DOCUMENT)
-    async def inspect_document(self, ref: DocumentRef) -> DocumentInfo:
-        row = await self._file(ref)
-        path = self.store.local_path(row.blob_key)
-        if path is None or not path.exists():
-            raise permanent("FILE_MISSING", "the file's content is gone")
-        family = sniff(path.open("rb").read(8192)).family
-        pages = await _permanent_on_document_error(asyncio.to_thread(count_pages, path, family))
-        return DocumentInfo(family=family, mime_type=row.mime_type, pages=pages)
-
     @activity.defn(name=Activity.EXTRACT_TEXT)
     async def extract_text(self, params: ExtractInput) -> ExtractResult:
         row = await self._file(params.ref)
         path = self.store.local_path(row.blob_key)
-        assert path is not None  # local storage: checked by inspect_document
+        if path is None or not path.exists():
+            raise permanent("FILE_MISSING", "the file's content is gone")
+        with path.open("rb") as handle:
+            family = sniff(handle.read(8192)).family
+        total = await _permanent_on_document_error(asyncio.to_thread(count_pages, path, family))
         loop = asyncio.get_running_loop()
 
         def heartbeat(page: int) -> None:  # called from the extraction thread
@@ -120,9 +113,9 @@ class DocumentActivities:
             asyncio.to_thread(
                 extract_pages,
                 path,
-                params.family,
+                family,
                 params.first_page,
-                params.last_page,
+                min(params.last_page, total),
                 ocr=params.ocr,
                 on_page=heartbeat,
             )
@@ -131,28 +124,38 @@ class DocumentActivities:
         key = f"{prefix}/pages/{params.first_page:05d}.json"
         payload = [{"page": p.page, "text": p.text, "ocr": p.ocr} for p in pages]
         await self.store.put_bytes(key, json.dumps(payload).encode())
+        chunked = None
+        if params.chunking is not None and params.last_page >= total:
+            chunked = await self._chunk(params.ref, payload, params.chunking)
         text = " ".join(p.text for p in pages).strip()
         return ExtractResult(
             pages_key=key,
             pages=len(pages),
+            pages_total=total,
             chars=len(text),
             ocr_pages=sum(1 for p in pages if p.ocr),
             excerpt=re.sub(r"\s+", " ", text)[:500],
+            chunked=chunked,
         )
 
     @activity.defn(name=Activity.CHUNK_TEXT)
     async def chunk_text(self, params: ChunkInput) -> ChunkResult:
-        pages: list[tuple[int | None, str]] = []
+        payload: list[dict[str, Any]] = []
         for key in params.pages_keys:
-            pages += [(item["page"], item["text"]) for item in await self._json(key)]
+            payload += await self._json(key)
+        return await self._chunk(params.ref, payload, params.chunking)
+
+    async def _chunk(
+        self, ref: DocumentRef, payload: list[dict[str, Any]], config: ChunkingConfig
+    ) -> ChunkResult:
+        pages = [(item["page"], item["text"]) for item in payload]
         if not any(text.strip() for _, text in pages):
             raise permanent("NO_TEXT", "no text could be extracted from the document")
-        chunks = await asyncio.to_thread(chunk_pages, pages, params.chunking, local.token_spans)
-        key = f"{work_prefix(params.ref.tenant_id, params.ref.file_id)}/chunks.json"
-        payload = [
-            {"index": c.index, "page": c.page, "text": c.text, "tokens": c.tokens} for c in chunks
-        ]
-        await self.store.put_bytes(key, json.dumps(payload).encode())
+        chunks = await asyncio.to_thread(chunk_pages, pages, config, local.token_spans)
+        key = f"{work_prefix(ref.tenant_id, ref.file_id)}/chunks.json"
+        items = [{"index": c.index, "page": c.page, "text": c.text, "tokens": c.tokens}
+                 for c in chunks]  # fmt: skip
+        await self.store.put_bytes(key, json.dumps(items).encode())
         return ChunkResult(chunks_key=key, chunks=len(chunks), tokens=sum(c.tokens for c in chunks))
 
     async def _embedder(
@@ -173,9 +176,8 @@ class DocumentActivities:
             raise permanent("ENDPOINT_INACTIVE", f"embedding endpoint {endpoint.id} is inactive")
         if endpoint.api_format == "Local":
             return local.LocalEmbeddings(normalize=False), local.LOCAL_EMBEDDING_MODEL, "local"
-        from engine.providers.factory import embedding_provider
-
         from engine.crypto import decrypt_secret
+        from engine.providers.factory import embedding_provider
 
         api_key = (
             decrypt_secret(self.settings, endpoint.api_key_encrypted)
@@ -254,6 +256,8 @@ class DocumentActivities:
         row = await self._file(params.ref)
         async with self.sessions() as session, session.begin():
             ids = await self._upsert_chunks(session, row, chunks)
+            if params.finish is not None:
+                await self._apply_finish(session, params.finish)
             rows = [
                 VectorRow(ids[i], row.id, row.project_id, vectors[i].tolist())
                 for i in range(len(chunks))
@@ -292,43 +296,35 @@ class DocumentActivities:
 
     @activity.defn(name=Activity.FINISH_DOCUMENT)
     async def finish_document(self, params: FinishInput) -> None:
-        run_id = activity.info().workflow_run_id
         async with self.sessions() as session, session.begin():
-            row = await session.get(File, params.ref.file_id)
-            if row is None:  # deleted while processing: nothing to report on
-                return
-            row.workflow_id = params.workflow_id
-            row.status = "processed" if params.ok else "failed"
-            row.error_code, row.error_message = params.error_code, params.error_message
-            if params.ok:
-                row.pages = params.pages or row.pages
-                row.chunks, row.embedding_model = params.chunks, params.model
-                row.processed_at = datetime.now(UTC)
-            emit: Callable[[str, dict[str, Any]], Awaitable[bool]] = lambda kind, data: events.emit(  # noqa: E731
-                session, row.tenant_id, kind, data, dedupe_key=f"{run_id}:{kind}"
-            )
-            if params.ok:
-                await emit(
-                    events.FILE_PROCESSED,
-                    {
-                        "file_id": row.id,
-                        "ocr_text": params.excerpt,
-                        "embedding_id": f"emb_{row.id}",
-                    },
-                )
-                await emit(
-                    events.WORKFLOW_COMPLETED,
-                    {
-                        "execution_id": params.workflow_id,
-                        "status": "completed",
-                        "result": {"file_id": row.id, "chunks": params.chunks},
-                    },
-                )
-            else:
-                await emit(
-                    events.WORKFLOW_FAILED,
-                    {
-                        "execution_id": params.workflow_id,
-                        "error": {"code": params.error_code, "message": params.error_message},
-                    },
-                )
+            await self._apply_finish(session, params)
+
+    @staticmethod
+    async def _apply_finish(session: AsyncSession, params: FinishInput) -> None:
+        """The file's final state and its events (once per run, however often retried)."""
+        run_id = activity.info().workflow_run_id
+        row = await session.get(File, params.ref.file_id)
+        if row is None:  # deleted while processing: nothing to report on
+            return
+        row.workflow_id = params.workflow_id
+        row.status = "processed" if params.ok else "failed"
+        row.error_code, row.error_message = params.error_code, params.error_message
+        if params.ok:
+            row.pages = params.pages or row.pages
+            row.chunks, row.embedding_model = params.chunks, params.model
+            row.processed_at = datetime.now(UTC)
+
+        async def emit(kind: str, data: dict[str, Any]) -> None:
+            await events.emit(session, row.tenant_id, kind, data, dedupe_key=f"{run_id}:{kind}")
+
+        execution = {"execution_id": params.workflow_id}
+        if params.ok:
+            await emit(events.FILE_PROCESSED, {
+                "file_id": row.id, "ocr_text": params.excerpt, "embedding_id": f"emb_{row.id}",
+            })  # fmt: skip
+            result = {"file_id": row.id, "chunks": params.chunks}
+            await emit(events.WORKFLOW_COMPLETED, {**execution, "status": "completed",
+                                                   "result": result})  # fmt: skip
+        else:
+            error = {"code": params.error_code, "message": params.error_message}
+            await emit(events.WORKFLOW_FAILED, {**execution, "error": error})

@@ -1,0 +1,341 @@
+"""Document ingestion and retrieval benchmark (prints figures; asserts nothing).
+
+    .venv/bin/python bench/documents.py [--docs 200] [--pages 3] [--rag 10000,100000]
+
+1. Orchestrated: N generated PDFs uploaded through the REST API of a real stack
+   (Temporal dev server, `weft worker`, `weft api`, SQLite), processed by
+   DocumentProcessingWorkflow. Reports docs/s, chunks/s, p50/p95 per-document
+   latency (upload to processed, from the server's own timestamps) and the
+   worker's peak RSS.
+2. Direct: the same extract + chunk + embed code called in this one process.
+   The ratio of the two chunks/s is the orchestration's cost on this machine.
+3. Retrieval: p50/p95 of `/ai/rag/query`'s retrieval time (query embedding and
+   index search, answer generation excluded) at each index size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from engine import migrate  # noqa: E402
+from engine.accounts import create_tenant_with_defaults  # noqa: E402
+from engine.chunking import ChunkingConfig, chunk_pages  # noqa: E402
+from engine.db import create_engine, create_sessionmaker, transaction  # noqa: E402
+from engine.extract import extract_pages  # noqa: E402
+from engine.models import Chunk, ChunkVector, File  # noqa: E402
+from engine.providers import local  # noqa: E402
+from engine.settings import Settings  # noqa: E402
+from engine.temporal import SEARCH_ATTRIBUTES, temporal_cli_path  # noqa: E402
+from engine.vectors import bump_generation  # noqa: E402
+
+WORDS = [
+    "orchestration",
+    "workflow",
+    "temporal",
+    "durable",
+    "activity",
+    "worker",
+    "queue",
+    "embedding",
+    "vector",
+    "index",
+    "retrieval",
+    "answer",
+    "citation",
+    "document",
+    "page",
+    "chunk",
+    "token",
+    "model",
+    "provider",
+    "latency",
+    "budget",
+    "tenant",
+    "isolation",
+    "invoice",
+    "contract",
+    "revenue",
+    "quarter",
+    "kettle",
+    "copper",
+    "hotel",
+    "norway",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def sentence(rng: random.Random) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 16))).capitalize() + "."
+
+
+def make_pdf(rng: random.Random, pages: int) -> bytes:
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.set_font("Helvetica", size=11)
+    for _ in range(pages):
+        pdf.add_page()
+        pdf.multi_cell(0, 6, " ".join(sentence(rng) for _ in range(22)))
+    return bytes(pdf.output())
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+class Stack:
+    """Temporal dev server, one worker and one API, each its own process."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.data = workdir / "data"
+        self.temporal_port, self.api_port = free_port(), free_port()
+        self.api = f"http://127.0.0.1:{self.api_port}"
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("WEFT_")}
+        self.env.update(
+            WEFT_DATA_DIR=str(self.data),
+            TEMPORAL_ADDRESS=f"127.0.0.1:{self.temporal_port}",
+            WEFT_API_PORT=str(self.api_port),
+            WEFT_RATE_LIMITS_ENABLED="false",  # the bench itself is not abuse
+            WEFT_LOG_LEVEL="WARNING",
+        )
+
+    def settings(self) -> Settings:
+        return Settings(data_dir=self.data, temporal_address=self.env["TEMPORAL_ADDRESS"])
+
+    def start(self) -> None:
+        args = [
+            str(temporal_cli_path()), "server", "start-dev", "--headless", "--ip", "127.0.0.1",
+            "--port", str(self.temporal_port), "--db-filename", str(self.workdir / "t.db"),
+            "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal",
+            "--log-level", "error",
+        ]  # fmt: skip
+        for key in SEARCH_ATTRIBUTES:
+            args += ["--search-attribute", f"{key.name}=Keyword"]
+        log = (self.workdir / "stack.log").open("ab")
+        self.procs["temporal"] = subprocess.Popen(args, stdout=log, stderr=log)
+        self._wait(lambda: _port_open(self.temporal_port), "temporal")
+        weft = [sys.executable, "-m", "engine.cli"]
+        for name, extra in (("worker", ["worker", "--queues", "all"]), ("api", ["api"])):
+            self.procs[name] = subprocess.Popen(
+                [*weft, *extra], env=self.env, cwd=ROOT, stdout=log, stderr=log
+            )
+        self._wait(self._healthy, "api and worker")
+
+    def _healthy(self) -> bool:
+        try:
+            health = httpx.get(f"{self.api}/health", timeout=3).json()
+        except httpx.HTTPError:
+            return False
+        queues = health["components"]["task_queues"]
+        return health["status"] == "healthy" and all(q["pollers"] for q in queues.values())
+
+    @staticmethod
+    def _wait(ready, what: str, seconds: float = 120) -> None:  # type: ignore[no-untyped-def]
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if ready():
+                return
+            time.sleep(0.3)
+        raise RuntimeError(f"{what} did not start")
+
+    def worker_peak_rss_mb(self) -> float:
+        status = Path(f"/proc/{self.procs['worker'].pid}/status").read_text()
+        kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM"))
+        return kb / 1024
+
+    def stop(self) -> None:
+        for name in ("api", "worker", "temporal"):
+            proc = self.procs.get(name)
+            if proc and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+
+
+def _port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.3):
+            return True
+    except OSError:
+        return False
+
+
+async def make_key(settings: Settings, name: str) -> tuple[str, str]:
+    engine = create_engine(settings)
+    try:
+        async with transaction(create_sessionmaker(engine)) as session:
+            made = await create_tenant_with_defaults(session, name)
+    finally:
+        await engine.dispose()
+    return made.tenant.id, made.credential.secret
+
+
+def orchestrated(stack: Stack, key: str, pdfs: list[bytes]) -> dict[str, float]:
+    headers = {"X-API-Key": key}
+    started = time.perf_counter()
+
+    def send(item: tuple[int, bytes]) -> str:
+        number, data = item
+        files = {"file": (f"doc-{number}.pdf", data, "application/pdf")}
+        response = httpx.post(f"{stack.api}/api/v1/mcp/upload", headers=headers, files=files,
+                              timeout=60)  # fmt: skip
+        response.raise_for_status()
+        return str(response.json()["data"]["file_id"])
+
+    with ThreadPoolExecutor(8) as pool:
+        ids = list(pool.map(send, enumerate(pdfs)))
+    done: dict[str, dict] = {}
+    while len(done) < len(ids):
+        for offset in range(0, len(ids), 100):
+            page = httpx.get(f"{stack.api}/api/v1/mcp/files", headers=headers,
+                             params={"limit": 100, "offset": offset}, timeout=30).json()  # fmt: skip
+            for item in page["data"]["files"]:
+                if item["status"] in ("processed", "failed"):
+                    done[item["id"]] = item
+        time.sleep(0.5)
+    elapsed = time.perf_counter() - started
+    failed = [item for item in done.values() if item["status"] == "failed"]
+    if failed:
+        raise RuntimeError(f"{len(failed)} documents failed: {failed[0]['error']}")
+    latencies = [
+        (
+            datetime.fromisoformat(item["processed_at"])
+            - datetime.fromisoformat(item["uploaded_at"])
+        ).total_seconds()
+        for item in done.values()
+    ]
+    chunks = sum(item["chunks"] for item in done.values())
+    return {"seconds": elapsed, "docs_per_s": len(ids) / elapsed, "chunks": chunks,
+            "chunks_per_s": chunks / elapsed, "p50": pct(latencies, 50), "p95": pct(latencies, 95),
+            "rss_mb": stack.worker_peak_rss_mb()}  # fmt: skip
+
+
+def direct(workdir: Path, pdfs: list[bytes]) -> dict[str, float]:
+    """The same extraction, chunking and embedding, one document at a time, in-process."""
+    config = ChunkingConfig()
+    local.embed_sync(["warm up"])
+    started, chunks = time.perf_counter(), 0
+    path = workdir / "direct.pdf"
+    for data in pdfs:
+        path.write_bytes(data)
+        pages = extract_pages(path, "pdf", 1, 10_000, ocr=True)
+        pieces = chunk_pages([(p.page, p.text) for p in pages], config, local.token_spans)
+        local.embed_sync([piece.text for piece in pieces])
+        chunks += len(pieces)
+    elapsed = time.perf_counter() - started
+    return {"seconds": elapsed, "chunks": chunks, "chunks_per_s": chunks / elapsed,
+            "docs_per_s": len(pdfs) / elapsed}  # fmt: skip
+
+
+async def grow_index(settings: Settings, tenant_id: str, target: int, have: int) -> None:
+    """Synthetic chunks with random unit vectors, written as the indexer writes them."""
+    rng = np.random.default_rng(have)
+    engine = create_engine(settings)
+    try:
+        sessions = create_sessionmaker(engine)
+        async with transaction(sessions) as session:
+            row = File(tenant_id=tenant_id, filename=f"synthetic-{have}.txt", mime_type="text/plain",
+                       size=0, sha256="0" * 64, blob_key="none", status="processed")  # fmt: skip
+            session.add(row)
+            await session.flush()
+            file_id = row.id
+        for start in range(have, target, 5000):
+            count = min(5000, target - start)
+            vectors = rng.standard_normal((count, 384)).astype(np.float32)
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+            async with transaction(sessions) as session:
+                chunks = [Chunk(tenant_id=tenant_id, file_id=file_id, chunk_index=start + i,
+                                page=1, text=f"synthetic passage {start + i}") for i in range(count)]  # fmt: skip
+                session.add_all(chunks)
+                await session.flush()
+                session.add_all(
+                    ChunkVector(chunk_id=c.id, model=local.LOCAL_EMBEDDING_MODEL, tenant_id=tenant_id,
+                                file_id=file_id, dim=384, vector=vectors[i].tobytes())
+                    for i, c in enumerate(chunks)
+                )  # fmt: skip
+                await bump_generation(session, tenant_id, local.LOCAL_EMBEDDING_MODEL)
+    finally:
+        await engine.dispose()
+
+
+def rag_latency(stack: Stack, key: str, queries: int = 60) -> dict[str, float]:
+    headers = {"X-API-Key": key}
+    body = {"query": "copper kettle revenue", "top_k": 5}
+    httpx.post(f"{stack.api}/api/v1/ai/rag/query", headers=headers, json=body, timeout=300)
+    retrieval, total = [], []
+    for _ in range(queries):
+        started = time.perf_counter()
+        answer = httpx.post(f"{stack.api}/api/v1/ai/rag/query", headers=headers, json=body,
+                            timeout=60).json()  # fmt: skip
+        total.append((time.perf_counter() - started) * 1000)
+        retrieval.append(answer["data"]["retrieval_ms"])
+    return {"p50": pct(retrieval, 50), "p95": pct(retrieval, 95), "http_p50": pct(total, 50)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--docs", type=int, default=200)
+    parser.add_argument("--pages", type=int, default=3)
+    parser.add_argument("--rag", default="10000,100000", help="index sizes, comma-separated")
+    args = parser.parse_args()
+    rng = random.Random(42)
+    pdfs = [make_pdf(rng, args.pages) for _ in range(args.docs)]
+    with tempfile.TemporaryDirectory(prefix="weft-bench-") as tmp:
+        stack = Stack(Path(tmp))
+        settings = stack.settings()
+        migrate.upgrade(settings)
+        _, key = asyncio.run(make_key(settings, "bench"))
+        stack.start()
+        try:
+            orch = orchestrated(stack, key, pdfs)
+            base = direct(Path(tmp), pdfs)
+            print(f"documents: {args.docs} x {args.pages} pages, {orch['chunks']} chunks")
+            print(f"  orchestrated  {orch['docs_per_s']:.2f} docs/s  {orch['chunks_per_s']:.1f} "
+                  f"chunks/s  latency p50 {orch['p50']:.2f}s p95 {orch['p95']:.2f}s  "
+                  f"worker peak RSS {orch['rss_mb']:.0f} MB")  # fmt: skip
+            print(f"  direct        {base['docs_per_s']:.2f} docs/s  {base['chunks_per_s']:.1f} "
+                  "chunks/s (same code, one process)")  # fmt: skip
+            print(f"  ratio         {orch['chunks_per_s'] / base['chunks_per_s']:.2f}x "
+                  "orchestrated/direct chunks/s (goal >= 0.7)")  # fmt: skip
+            tenant_id, rag_key = asyncio.run(make_key(settings, "rag"))
+            have = 0
+            for size in [int(s) for s in args.rag.split(",") if s]:
+                asyncio.run(grow_index(settings, tenant_id, size, have))
+                have = size
+                figures = rag_latency(stack, rag_key)
+                print(f"retrieval at {size} chunks: p50 {figures['p50']:.1f} ms  p95 "
+                      f"{figures['p95']:.1f} ms (goal p95 < 50 ms; whole HTTP call p50 "
+                      f"{figures['http_p50']:.1f} ms incl. the extractive answer)")  # fmt: skip
+        finally:
+            stack.stop()
+
+
+if __name__ == "__main__":
+    main()
