@@ -79,6 +79,7 @@ async def retrieve(
         for hit in hits
         if hit.chunk_id in rows  # a chunk deleted since the index was read is skipped
     ]  # fmt: skip
+    latency_ms = (time.perf_counter() - started) * 1000  # the ledger write below is not retrieval
     await record_usage(
         db.session,
         UsageRecord(
@@ -87,10 +88,8 @@ async def retrieve(
             provider="local",
             model=local.LOCAL_EMBEDDING_MODEL,
             prompt_tokens=tokens,
-            latency_ms=(time.perf_counter() - started) * 1000,
+            latency_ms=latency_ms,
         ),
     )
     await db.session.commit()
-    return Retrieval(
-        passages, local.LOCAL_EMBEDDING_MODEL, tokens, (time.perf_counter() - started) * 1000
-    )
+    return Retrieval(passages, local.LOCAL_EMBEDDING_MODEL, tokens, latency_ms)

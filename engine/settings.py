@@ -115,6 +115,12 @@ class Settings(BaseSettings):
     model_cache_ttl_seconds: int = Field(default=3600, gt=0)
     model_cache_max_entries: int = Field(default=10_000, gt=0)  # in-process cache only
 
+    # --- vector index --------------------------------------------------------------
+    # "database": exact search over vectors in the SQL database (embedded default);
+    # "qdrant": a Qdrant server at WEFT_QDRANT_URL (or embedded under the data dir).
+    vector_index: Literal["database", "qdrant"] = "database"
+    qdrant_url: str | None = None
+
     # --- egress guard (every outbound URL a user or admin configures) ------------
     egress_allow_loopback: bool = True
     egress_allow_private: bool = False

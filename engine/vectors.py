@@ -20,6 +20,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.models import ChunkVector, IndexGeneration
+from engine.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -200,3 +201,12 @@ class DatabaseVectorIndex:
         return [
             Hit(str(matrix.chunk_ids[i]), str(matrix.file_ids[i]), float(scores[i])) for i in best
         ]
+
+
+def vector_index(settings: Settings) -> VectorIndex:
+    """The index the settings choose (Qdrant is imported only when chosen)."""
+    if settings.vector_index == "qdrant":
+        from engine.vectors_qdrant import QdrantVectorIndex
+
+        return QdrantVectorIndex.from_settings(settings)
+    return DatabaseVectorIndex()

@@ -52,7 +52,7 @@ def command_args(service: dict[str, Any]) -> list[str]:
 
 
 def test_the_whole_stack_is_there(services: dict[str, dict[str, Any]]) -> None:
-    expected = {"postgres", "temporal", "temporal-ui", "redis"} | PROJECT_SERVICES
+    expected = {"postgres", "temporal", "temporal-ui", "redis", "qdrant"} | PROJECT_SERVICES
     assert expected <= set(services)
 
 
@@ -122,3 +122,4 @@ def test_compose_environment_passes_settings_validation(
     assert settings.temporal_target == "temporal:7233"
     assert settings.redis_url == "redis://redis:6379/0"
     assert str(settings.data_dir) == "/data"
+    assert settings.vector_index == "qdrant" and settings.qdrant_url == "http://qdrant:6333"

@@ -257,3 +257,43 @@ async def test_embeddings_endpoint(doc_stack: DocStack) -> None:
         "/api/v1/ai/embeddings", headers=doc_stack.headers, json={"input": ""}
     )
     assert empty.status_code == 422
+
+
+async def test_readme_sample_pdf_flow(doc_stack: DocStack) -> None:
+    from pathlib import Path
+
+    sample = (Path(__file__).parent / "data" / "sample.pdf").read_bytes()
+    http, headers = doc_stack.http, doc_stack.headers
+    response = await upload(http, headers, "sample.pdf", sample, project_id="proj_1")
+    run = await wait_run(http, headers, response.json()["data"]["execution_id"])
+    assert run["status"] == "completed" and run["result"]["pages"] == 3
+    answer = (
+        await http.post(
+            "/api/v1/ai/rag/query",
+            headers=headers,
+            json={"query": "What is the monthly fee?", "top_k": 3},
+        )
+    ).json()["data"]
+    assert answer["citations"][0]["page"] == 2
+    assert "1,200 euros per month" in answer["answer"]
+
+
+async def test_a_500_page_pdf_is_processed_in_batches(
+    doc_stack: DocStack, settings: Settings
+) -> None:
+    if "postgresql" in settings.resolved_database_url:
+        pytest.skip("the 500-page run exercises batching, not the database: SQLite covers it")
+    pages = [f"Page {n} of the long report. Item {n} costs {n * 3} euros." for n in range(1, 501)]
+    http, headers = doc_stack.http, doc_stack.headers
+    response = await upload(http, headers, "long.pdf", make_pdf(pages))
+    run = await wait_run(http, headers, response.json()["data"]["execution_id"], seconds=600)
+    assert run["status"] == "completed", run
+    assert run["result"]["pages"] == 500 and run["result"]["chunks"] == 500
+    answer = (
+        await http.post(
+            "/api/v1/ai/rag/query",
+            headers=headers,
+            json={"query": "Page 437 of the long report: what does item 437 cost?", "top_k": 1},
+        )
+    ).json()
+    assert answer["data"]["citations"][0]["page"] == 437

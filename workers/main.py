@@ -21,6 +21,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from engine import temporal
 from engine.db import create_engine, create_sessionmaker
@@ -28,7 +29,7 @@ from engine.egress import new_http_client
 from engine.queues import TaskQueue, queue_name
 from engine.settings import Settings
 from engine.storage import BlobStore, blob_store
-from engine.vectors import DatabaseVectorIndex, VectorIndex
+from engine.vectors import VectorIndex, vector_index
 from workers.activities.cells import CellActivities
 from workers.activities.documents import DocumentActivities
 from workers.activities.models import ModelActivities
@@ -46,6 +47,20 @@ WORKFLOWS: list[type] = [
     SemanticCellsWorkflow,
     ModelPullWorkflow,
 ]
+
+
+# Workflow code stays sandboxed; the pydantic and engine modules its payloads come
+# from are passed through instead of being re-imported for every run (cheaper
+# workflow tasks; they hold no per-run state).
+WORKFLOW_RUNNER = SandboxedWorkflowRunner(
+    restrictions=SandboxRestrictions.default.with_passthrough_modules(
+        "pydantic", "pydantic_core", "annotated_types", "engine"
+    )
+)
+
+# CPU-bound work runs in threads (to_thread) and torch/onnxruntime use every core
+# themselves: more than this at once only makes them fight over 2 cores.
+CONCURRENCY = {TaskQueue.CPU: 2, TaskQueue.ML: 1}
 
 
 def worker_identity() -> str:
@@ -71,7 +86,7 @@ class WorkerResources:
             engine=engine,
             sessions=create_sessionmaker(engine),
             store=blob_store(settings),
-            index=DatabaseVectorIndex(),
+            index=vector_index(settings),
             # No retries and no redirects here: Temporal retries activities. No
             # proxy variables either: the egress guard must see the real destination.
             http=new_http_client(settings),
@@ -125,8 +140,8 @@ def build_workers(
                 identity=identity,
                 workflows=WORKFLOWS if queue is TaskQueue.WORKFLOWS else [],
                 activities=activities.get(queue, []),
-                # Sync CPU work runs in threads from the async activities (to_thread).
-                max_concurrent_activities=4 if queue is TaskQueue.CPU else 20,
+                max_concurrent_activities=CONCURRENCY.get(queue, 20),
+                workflow_runner=WORKFLOW_RUNNER,
                 graceful_shutdown_timeout=timedelta(seconds=5),
             )
         )
