@@ -79,14 +79,14 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=104_857_600, gt=0)
 
     # --- security ------------------------------------------------------------
-    jwt_secret: str | None = None
+    jwt_secret: str | None = Field(default=None, repr=False)
     jwt_issuer: str = "weftworks"
     jwt_audience: str = "weftworks-api"
     access_token_ttl_seconds: int = Field(default=900, gt=0)
     refresh_token_ttl_seconds: int = Field(default=7 * 24 * 3600, gt=0)
     allow_registration: bool = True
     # Partio-style global admin keys (``Authorization: Bearer <key>``); comma-separated.
-    admin_api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    admin_api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, repr=False)
 
     # --- rate limits (requests per window, per route group and principal) -----
     rate_limits_enabled: bool = True
@@ -114,6 +114,14 @@ class Settings(BaseSettings):
     model_max_tokens: int = Field(default=32_768, gt=0)
     model_cache_ttl_seconds: int = Field(default=3600, gt=0)
     model_cache_max_entries: int = Field(default=10_000, gt=0)  # in-process cache only
+
+    # --- blob storage ------------------------------------------------------------
+    blob_store: Literal["local", "s3"] = "local"
+    s3_endpoint_url: str | None = None  # e.g. http://minio:9000; None for AWS
+    s3_bucket: str = "weftworks"
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = Field(default=None, repr=False)
 
     # --- vector index --------------------------------------------------------------
     # "database": exact search over vectors in the SQL database (embedded default);

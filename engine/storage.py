@@ -10,7 +10,10 @@ import asyncio
 import hashlib
 import os
 import re
+import shutil
+import tempfile
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -39,6 +42,8 @@ class BlobStore(Protocol):
 
     def local_path(self, key: str) -> Path | None: ...
 
+    async def download_to(self, key: str, target: Path) -> None: ...
+
     async def exists(self, key: str) -> bool: ...
 
     async def delete_prefix(self, prefix: str) -> None: ...
@@ -66,6 +71,9 @@ class LocalBlobStore:
 
     def local_path(self, key: str) -> Path | None:
         return self._path(key)
+
+    async def download_to(self, key: str, target: Path) -> None:
+        await asyncio.to_thread(shutil.copyfile, self._path(key), target)
 
     async def put_file(self, key: str, source: BinaryIO, *, limit: int) -> StoredBlob:
         return await asyncio.to_thread(self._put_file, key, source, limit)
@@ -126,7 +134,27 @@ class LocalBlobStore:
 
 
 def blob_store(settings: Settings) -> BlobStore:
+    """The store the settings choose (local files by default, or S3)."""
+    if settings.blob_store == "s3":
+        from engine.storage_s3 import S3BlobStore
+
+        return S3BlobStore.from_settings(settings)
     return LocalBlobStore(settings.data_dir / "blobs")
+
+
+@asynccontextmanager
+async def local_copy(store: BlobStore, key: str) -> AsyncIterator[Path]:
+    """A file on disk with the blob's bytes (the blob itself when it is local)."""
+    path = store.local_path(key)
+    if path is not None:
+        if not path.exists():
+            raise FileNotFoundError(key)
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="weft-blob-") as folder:
+        target = Path(folder) / "blob"
+        await store.download_to(key, target)
+        yield target
 
 
 def file_key(tenant_id: str, file_id: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Header, Query, Request, Response, UploadFile
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
@@ -188,14 +188,24 @@ async def read_file(
 @router.get("/files/{file_id}/download", summary="Download a file")
 async def download_file(
     file_id: str, caller: Annotated[Caller, requires("files:read")], resources: ResourcesDep
-) -> FileResponse:
+) -> Response:
     row = await caller.db.get(FileRow, file_id, what="file")
     path = resources.store.local_path(row.blob_key)
-    if path is None or not path.exists():
+    if path is not None:
+        if not path.exists():
+            raise NotFound(f"file {file_id} has no content")
+        # FileResponse streams from disk and encodes the name safely (RFC 6266/5987).
+        return FileResponse(
+            path, media_type=row.mime_type, filename=row.filename,
+            content_disposition_type="attachment",
+        )  # fmt: skip
+    if not await resources.store.exists(row.blob_key):
         raise NotFound(f"file {file_id} has no content")
-    # FileResponse streams from disk and encodes the name safely (RFC 6266/5987).
-    return FileResponse(
-        path, media_type=row.mime_type, filename=row.filename, content_disposition_type="attachment"
+    disposition = FileResponse("", filename=row.filename).headers["content-disposition"]
+    return StreamingResponse(
+        resources.store.stream(row.blob_key),
+        media_type=row.mime_type,
+        headers={"Content-Disposition": disposition, "Content-Length": str(row.size)},
     )
 
 

@@ -14,6 +14,7 @@ import json
 import re
 from collections.abc import Awaitable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
@@ -26,13 +27,13 @@ from temporalio.exceptions import ApplicationError
 from engine import events
 from engine.chunking import ChunkingConfig, chunk_pages
 from engine.errors import WeftError
-from engine.extract import DocumentError, count_pages, extract_pages
+from engine.extract import DocumentError, PageText, count_pages, extract_pages
 from engine.models import Chunk, ChunkVector, EmbeddingEndpoint, File, UsageRecord
 from engine.providers import local
 from engine.providers.base import EmbeddingProvider
 from engine.settings import Settings
 from engine.sniff import sniff
-from engine.storage import BlobStore, work_prefix
+from engine.storage import BlobStore, local_copy, work_prefix
 from engine.usage import record_usage
 from engine.vectors import VectorIndex, VectorRow
 from workflows.activities import Activity
@@ -98,9 +99,31 @@ class DocumentActivities:
     @activity.defn(name=Activity.EXTRACT_TEXT)
     async def extract_text(self, params: ExtractInput) -> ExtractResult:
         row = await self._file(params.ref)
-        path = self.store.local_path(row.blob_key)
-        if path is None or not path.exists():
-            raise permanent("FILE_MISSING", "the file's content is gone")
+        try:
+            async with local_copy(self.store, row.blob_key) as path:
+                total, pages = await self._extract(path, params)
+        except FileNotFoundError:
+            raise permanent("FILE_MISSING", "the file's content is gone") from None
+        prefix = work_prefix(params.ref.tenant_id, params.ref.file_id)
+        key = f"{prefix}/pages/{params.first_page:05d}.json"
+        payload = [{"page": p.page, "text": p.text, "ocr": p.ocr} for p in pages]
+        await self.store.put_bytes(key, json.dumps(payload).encode())
+        chunked = None
+        if params.chunking is not None and params.last_page >= total:
+            chunked = await self._chunk(params.ref, payload, params.chunking)
+        text = " ".join(p.text for p in pages).strip()
+        return ExtractResult(
+            pages_key=key,
+            pages=len(pages),
+            pages_total=total,
+            chars=len(text),
+            ocr_pages=sum(1 for p in pages if p.ocr),
+            excerpt=re.sub(r"\s+", " ", text)[:500],
+            chunked=chunked,
+        )
+
+    @staticmethod
+    async def _extract(path: Path, params: ExtractInput) -> tuple[int, list[PageText]]:
         with path.open("rb") as handle:
             family = sniff(handle.read(8192)).family
         total = await _permanent_on_document_error(asyncio.to_thread(count_pages, path, family))
@@ -120,23 +143,7 @@ class DocumentActivities:
                 on_page=heartbeat,
             )
         )
-        prefix = work_prefix(params.ref.tenant_id, params.ref.file_id)
-        key = f"{prefix}/pages/{params.first_page:05d}.json"
-        payload = [{"page": p.page, "text": p.text, "ocr": p.ocr} for p in pages]
-        await self.store.put_bytes(key, json.dumps(payload).encode())
-        chunked = None
-        if params.chunking is not None and params.last_page >= total:
-            chunked = await self._chunk(params.ref, payload, params.chunking)
-        text = " ".join(p.text for p in pages).strip()
-        return ExtractResult(
-            pages_key=key,
-            pages=len(pages),
-            pages_total=total,
-            chars=len(text),
-            ocr_pages=sum(1 for p in pages if p.ocr),
-            excerpt=re.sub(r"\s+", " ", text)[:500],
-            chunked=chunked,
-        )
+        return total, pages
 
     @activity.defn(name=Activity.CHUNK_TEXT)
     async def chunk_text(self, params: ChunkInput) -> ChunkResult:
