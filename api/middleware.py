@@ -111,13 +111,13 @@ class EdgeMiddleware:
             log.exception("unhandled error", extra={"request_id": request_id})
             if started:
                 raise
-            await self._reply(
+            await send_error(
                 scope, send_with_headers, 500, "INTERNAL_ERROR", "Internal server error", None
             )
 
     @classmethod
     async def _too_large(cls, scope: Scope, send: Send, limit: int) -> None:
-        await cls._reply(
+        await send_error(
             scope,
             send,
             413,
@@ -126,32 +126,30 @@ class EdgeMiddleware:
             {"limit_bytes": limit},
         )
 
-    @staticmethod
-    async def _reply(
-        scope: Scope,
-        send: Send,
-        status: int,
-        code: str,
-        message: str,
-        details: dict[str, Any] | None,
-    ) -> None:
-        body = error_body(
-            path=scope.get("path", ""),
-            status_code=status,
-            code=code,
-            message=message,
-            details=details,
-            request_id=scope["state"]["request_id"],
-        )
-        payload = json.dumps(body).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(payload)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": payload})
+
+async def send_error(
+    scope: Scope,
+    send: Send,
+    status: int,
+    code: str,
+    message: str,
+    details: dict[str, Any] | None,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    """Answer an ASGI request with the contract's error body (for middleware)."""
+    body = error_body(
+        path=scope.get("path", ""),
+        status_code=status,
+        code=code,
+        message=message,
+        details=details,
+        request_id=scope.get("state", {}).get("request_id"),
+    )
+    payload = json.dumps(body).encode()
+    start_headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(payload)).encode()),
+        *(headers or []),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": start_headers})
+    await send({"type": "http.response.body", "body": payload})

@@ -10,15 +10,12 @@ a bucket of its own, which still caps what it can make the API do.
 from __future__ import annotations
 
 import hashlib
-import json
 from datetime import UTC, datetime
-from typing import Any
 
 import jwt
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.envelope import error_body
-from api.middleware import header_value
+from api.middleware import header_value, send_error
 from engine.errors import Unavailable
 from engine.ratelimit import RateDecision, RateLimiter, route_group
 from engine.security import API_KEY_PREFIX
@@ -80,7 +77,7 @@ class RateLimitMiddleware:
             if scope["path"] in PROBE_PATHS:
                 await self.app(scope, receive, send)
                 return
-            await _reply(scope, send, 503, "SERVICE_UNAVAILABLE", exc.message, None, [])
+            await send_error(scope, send, 503, "SERVICE_UNAVAILABLE", exc.message, None, [])
             return
         headers = rate_headers(decision)
         if not decision.allowed:
@@ -90,7 +87,7 @@ class RateLimitMiddleware:
                 "reset_at": reset_at.isoformat().replace("+00:00", "Z"),
                 "retry_after": decision.retry_after,
             }
-            await _reply(
+            await send_error(
                 scope, send, 429, "RATE_LIMIT_EXCEEDED", "Too many requests", details, headers
             )
             return
@@ -141,30 +138,3 @@ class RateLimitMiddleware:
             return None  # not ours, forged or expired: counted by address instead
         subject = claims.get("sub")
         return str(subject) if subject else None
-
-
-async def _reply(
-    scope: Scope,
-    send: Send,
-    status: int,
-    code: str,
-    message: str,
-    details: dict[str, Any] | None,
-    headers: list[tuple[bytes, bytes]],
-) -> None:
-    body = error_body(
-        path=scope["path"],
-        status_code=status,
-        code=code,
-        message=message,
-        details=details,
-        request_id=scope.get("state", {}).get("request_id"),
-    )
-    payload = json.dumps(body).encode()
-    start_headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(payload)).encode()),
-        *headers,
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": start_headers})
-    await send({"type": "http.response.body", "body": payload})
