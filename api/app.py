@@ -16,8 +16,12 @@ from api.resources import Resources
 from api.routes import (
     api_keys,
     auth,
+    chat,
     files,
     health,
+    model_providers,
+    model_routing,
+    models,
     partio_admin,
     partio_process,
     partio_requests,
@@ -25,6 +29,7 @@ from api.routes import (
     system,
     users,
 )
+from api.routes import cache as cache_routes
 from engine import __version__
 from engine.settings import Settings, get_settings
 
@@ -88,6 +93,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         partio_process.router,
         partio_requests.router,
         system.router,
+        # Models: the providers router first, so /models/providers/{id} is not
+        # taken for a model named "providers/...".
+        model_providers.router,
+        models.router,
+        chat.router,
+        model_routing.router,
+        cache_routes.router,
     ):
         app.include_router(router)
     return app

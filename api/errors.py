@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -30,6 +31,14 @@ STATUS_BY_CODE: dict[str, int] = {
     "RATE_LIMIT_EXCEEDED": 429,
     "INTERNAL_ERROR": 500,
     "SERVICE_UNAVAILABLE": 503,
+    # Models (z2 and sutazai codes) and the egress guard.
+    "MODEL_NOT_AVAILABLE": 404,
+    "MODEL_QUOTA_EXCEEDED": 429,
+    "MODEL_API_ERROR": 502,
+    "UPSTREAM_RESPONSE_TOO_LARGE": 502,
+    "CIRCUIT_OPEN": 503,
+    "GATEWAY_TIMEOUT": 504,
+    "EGRESS_DENIED": 400,
 }
 CODE_BY_STATUS: dict[int, str] = {
     400: "VALIDATION_ERROR",
@@ -94,7 +103,11 @@ def install_error_handlers(app: FastAPI) -> None:
         status = STATUS_BY_CODE.get(exc.code, 400)
         if status == 422 and is_partio_path(request.url.path):
             status = 400  # partio answers every invalid input with 400
-        return error_response(request, status, exc.code, exc.message, exc.details)
+        headers = None
+        retry_after = exc.details.get("retry_after")
+        if status in (429, 503) and isinstance(retry_after, int | float):
+            headers = {"Retry-After": str(max(1, math.ceil(retry_after)))}
+        return error_response(request, status, exc.code, exc.message, exc.details, headers)
 
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -5,17 +5,19 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+import httpx
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
 from engine import temporal
 from engine.db import create_engine, create_sessionmaker
+from engine.model_runtime import ModelRuntime
 from engine.ratelimit import MemoryRateLimiter, RateLimiter, build_rate_limiter
 from engine.request_history import RequestHistory
 from engine.settings import Settings
 from engine.storage import BlobStore, blob_store
-from engine.vectors import DatabaseVectorIndex, VectorIndex
+from engine.vectors import VectorIndex, vector_index
 
 
 @dataclass
@@ -32,10 +34,20 @@ class Resources:
     history: RequestHistory | None = None
     # Documents: blob storage and the vector index (its matrix cache lives here).
     store: BlobStore = field(init=False)
-    index: VectorIndex = field(default_factory=DatabaseVectorIndex)
+    index: VectorIndex = field(init=False)
+    # Models: the shared outbound HTTP client, provider registry, circuit
+    # breakers, model stats and the response cache.
+    models: ModelRuntime = field(init=False)
 
     def __post_init__(self) -> None:
         self.store = blob_store(self.settings)
+        self.index = vector_index(self.settings)
+        self.models = ModelRuntime.open(self.settings, self.sessions, self.redis)
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The shared client for outbound calls (through ``engine.egress``)."""
+        return self.models.http
 
     @classmethod
     async def open(cls, settings: Settings) -> Resources:
@@ -59,6 +71,7 @@ class Resources:
     async def close(self) -> None:
         if self.history is not None:  # drains the queue while the database is still there
             await self.history.stop()
+        await self.models.close()
         if self.redis is not None:
             await self.redis.aclose()
         await self.engine.dispose()

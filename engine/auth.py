@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -44,6 +44,7 @@ SCOPES: tuple[str, ...] = (
 )
 USER_SCOPES = frozenset(SCOPES) - {ADMIN_SCOPE}
 ROLES = ("admin", "user", "architect", "operator")
+LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
 class InvalidApiKey(WeftError):
@@ -121,8 +122,11 @@ async def authenticate_api_key(session: AsyncSession, key: str) -> Principal:
         raise InvalidApiKey(
             "API key expired", details={"expired_at": api_key.expires_at.isoformat()}
         )
-    api_key.last_used_at = now
-    await session.commit()
+    # Record use at most once a minute: a write per request would serialise
+    # every call on the database (SQLite most of all).
+    if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_RESOLUTION:
+        api_key.last_used_at = now
+        await session.commit()
     return Principal(
         user_id=user.id,
         tenant_id=api_key.tenant_id,

@@ -34,6 +34,9 @@ from engine.settings import Settings
 from engine.temporal import SEARCH_ATTRIBUTES, temporal_cli_path
 from workers.main import build_workers
 
+# Real HTTP servers speaking the Ollama and OpenAI wire formats (fake_ollama, fake_openai).
+pytest_plugins = ["tests.fake_providers"]
+
 POSTGRES_URL = os.environ.get("WEFT_TEST_POSTGRES_URL", "postgresql://127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("WEFT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 IDLE_NAMESPACE = "weft-idle"  # a namespace no worker ever polls
@@ -204,7 +207,10 @@ async def doc_stack(
     """API plus a worker with the test's database, on task queues of its own."""
     from workers.main import WorkerResources
 
-    isolated = settings.model_copy(update={"task_queue_prefix": f"t{uuid.uuid4().hex[:8]}-"})
+    # Tests poll run status far faster than the /mcp limit allows; limits have their own tests.
+    isolated = settings.model_copy(
+        update={"task_queue_prefix": f"t{uuid.uuid4().hex[:8]}-", "rate_limits_enabled": False}
+    )
     resources = WorkerResources.open(isolated)
     tenant = await make_tenant(isolated, "docs")
     try:

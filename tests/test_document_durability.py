@@ -62,7 +62,9 @@ async def chunk_counts(settings: Settings, file_id: str) -> tuple[int, int, int]
 async def test_worker_killed_during_embedding_resumes_without_duplicates(
     settings: Settings, tmp_path: Path
 ) -> None:
-    isolated = settings.model_copy(update={"task_queue_prefix": f"k{uuid.uuid4().hex[:8]}-"})
+    isolated = settings.model_copy(
+        update={"task_queue_prefix": f"k{uuid.uuid4().hex[:8]}-", "rate_limits_enabled": False}
+    )
     tenant = await make_tenant(isolated, "durable")
     headers = {"X-API-Key": tenant.key}
     text = " ".join(

@@ -11,8 +11,11 @@ from pydantic import BaseModel, Field, field_validator
 
 from api.deps import Caller, ResourcesDep, requires
 from api.envelope import ok
+from engine.model_runtime import CallContext
 from engine.models import UsageRecord
 from engine.providers import local
+from engine.providers.base import EmbeddingResult
+from engine.rag_answer import answer_with_chat_model, embed_with_provider
 from engine.retrieval import retrieve
 from engine.usage import record_usage
 
@@ -36,24 +39,27 @@ class EmbeddingsRequest(BaseModel):
 
 @router.post("/embeddings", summary="Embed one text or a list of texts")
 async def create_embeddings(
-    request: Request, body: EmbeddingsRequest, caller: Annotated[Caller, requires("ai:embeddings")]
+    request: Request,
+    body: EmbeddingsRequest,
+    caller: Annotated[Caller, requires("ai:embeddings")],
+    resources: ResourcesDep,
 ) -> JSONResponse:
     texts = [body.input] if isinstance(body.input, str) else body.input
     model = body.model or caller.settings.default_embedding_model
-    started = time.perf_counter()
     if not local.is_local_embedding_model(model):
-        from api.routes.embedding_providers import embed_with_provider
-
-        result = await embed_with_provider(request, caller, model, texts)
-    else:
-        result = await local.LocalEmbeddings().embed(texts, local.LOCAL_EMBEDDING_MODEL)
+        result = await embed_with_provider(
+            resources.models, _context(request, caller), model, texts
+        )
+        return ok(_embeddings(result), request_id=request.state.request_id)
+    started = time.perf_counter()
+    result = await local.LocalEmbeddings().embed(texts, local.LOCAL_EMBEDDING_MODEL)
     await record_usage(
         caller.session,
         UsageRecord(
             tenant_id=caller.tenant_id,
             user_id=caller.principal.user_id,
             kind="embedding",
-            provider="local" if local.is_local_embedding_model(model) else "provider",
+            provider="local",
             model=result.model,
             prompt_tokens=result.tokens,
             latency_ms=(time.perf_counter() - started) * 1000,
@@ -61,13 +67,25 @@ async def create_embeddings(
         ),
     )
     await caller.session.commit()
-    data = {
+    return ok(_embeddings(result), request_id=request.state.request_id)
+
+
+def _embeddings(result: EmbeddingResult) -> dict[str, Any]:
+    return {
         "embeddings": result.vectors,
         "model": result.model,
         "dimensions": len(result.vectors[0]) if result.vectors else 0,
         "usage": {"tokens": result.tokens, "prompt_tokens": result.tokens},
     }
-    return ok(data, request_id=request.state.request_id)
+
+
+def _context(request: Request, caller: Caller, kind: str = "embedding") -> CallContext:
+    return CallContext(
+        tenant_id=caller.tenant_id,
+        user_id=caller.principal.user_id,
+        request_id=request.state.request_id,
+        kind=kind,
+    )
 
 
 class RagFilters(BaseModel):
@@ -103,7 +121,7 @@ async def create_rag_answer(
         file_ids=body.file_ids or body.filters.file_ids,
     )
     passages = [p.text for p in retrieval.passages]
-    answer, model = await _answer(request, caller, body, passages)
+    answer, model = await _answer(request, caller, resources, body, passages)
     data: dict[str, Any] = {
         "answer": answer,
         "model": model,
@@ -120,14 +138,15 @@ async def create_rag_answer(
 
 
 async def _answer(
-    request: Request, caller: Caller, body: RagQuery, passages: list[str]
+    request: Request, caller: Caller, resources: ResourcesDep, body: RagQuery, passages: list[str]
 ) -> tuple[str, str]:
     """The configured chat model writes the answer; without one, an honest extract."""
     chat_model = body.model or caller.settings.default_chat_model
     if not passages:
         return "No indexed document matches the question.", local.EXTRACTIVE_MODEL
     if chat_model:
-        from api.routes.embedding_providers import answer_with_chat_model
-
-        return await answer_with_chat_model(request, caller, chat_model, body.query, passages)
+        context = _context(request, caller, kind="rag")
+        return await answer_with_chat_model(
+            resources.models, context, chat_model, body.query, passages
+        )
     return local.extractive_answer(body.query, passages), local.EXTRACTIVE_MODEL

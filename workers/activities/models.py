@@ -63,7 +63,10 @@ class ModelActivities:
     @activity.defn(name=Activity.PULL_MODEL)
     async def pull_model(self, params: PullModelInput) -> PullModelResult:
         provider = await self._ollama(params.provider)
-        handle = activity.client().get_workflow_handle(activity.info().workflow_id)
+        workflow_id = activity.info().workflow_id
+        if workflow_id is None:  # only ever scheduled by ModelPullWorkflow
+            raise ApplicationError("pull_model runs inside a workflow", non_retryable=True)
+        handle = activity.client().get_workflow_handle(workflow_id)
         sent: PullProgress | None = None
         sent_at = 0.0
         layers: dict[str, tuple[int, int]] = {}  # digest -> (completed, total)

@@ -1,0 +1,230 @@
+"""Chat: zentoria ``/ai/chat`` (``delta`` events) and sutazai ``/chat``,
+``/chat/stream`` (``token``/``finish`` events) and ``/chat/batch``."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field, field_validator
+
+from api.deps import Caller, requires
+from api.envelope import ok
+from api.model_deps import ModelsDep, call_context
+from api.sse import error_event, stream_events
+from engine.chat import ChatOutcome, complete
+from engine.chat_stream import open_stream
+from engine.errors import WeftError
+from engine.providers.base import ChatChunk, ChatMessage, ChatRequest
+
+router = APIRouter(prefix="/api/v1", tags=["chat"])
+MAX_CONTENT = 200_000
+BATCH_MAX = 20
+BATCH_CONCURRENCY = 4
+
+
+class MessageIn(BaseModel):
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str = Field(max_length=MAX_CONTENT)
+
+
+class ChatBody(BaseModel):
+    """zentoria ``POST /ai/chat``."""
+
+    messages: list[MessageIn] = Field(min_length=1, max_length=500)
+    model: str | None = Field(default=None, max_length=300)
+    temperature: float = Field(default=0.7, ge=0.0, le=2.0)
+    max_tokens: int | None = Field(default=None, gt=0)
+    stream: bool = False
+    fallback_model: str | None = Field(default=None, max_length=300)
+
+    @field_validator("messages")
+    @classmethod
+    def _has_a_question(cls, value: list[MessageIn]) -> list[MessageIn]:
+        users = [m for m in value if m.role == "user"]
+        if not users:
+            raise ValueError("at least one user message is required")
+        if any(not m.content.strip() for m in users):
+            raise ValueError("a user message is empty")
+        return value
+
+    def chat_request(self) -> ChatRequest:
+        return ChatRequest(
+            model=self.model or "",
+            messages=[ChatMessage(role=m.role, content=m.content) for m in self.messages],
+            temperature=self.temperature,
+            max_tokens=self.max_tokens,
+        )
+
+
+class SimpleChatBody(BaseModel):
+    """sutazai ``POST /chat`` (and each item of ``/chat/batch``)."""
+
+    message: str = Field(min_length=1, max_length=MAX_CONTENT)
+    model: str | None = Field(default=None, max_length=300)
+    system: str | None = Field(default=None, max_length=MAX_CONTENT)
+    temperature: float = Field(default=0.7, ge=0.0, le=2.0)
+    max_tokens: int | None = Field(default=None, gt=0)
+    fallback_model: str | None = Field(default=None, max_length=300)
+
+    @field_validator("message")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("the message is empty")
+        return value
+
+    def chat_request(self) -> ChatRequest:
+        messages = [ChatMessage(role="system", content=self.system)] if self.system else []
+        messages.append(ChatMessage(role="user", content=self.message))
+        return ChatRequest(
+            model=self.model or "",
+            messages=messages,
+            temperature=self.temperature,
+            max_tokens=self.max_tokens,
+        )
+
+
+class BatchBody(BaseModel):
+    requests: list[SimpleChatBody] = Field(min_length=1, max_length=BATCH_MAX)
+
+
+def completion_public(outcome: ChatOutcome) -> dict[str, Any]:
+    return {
+        "id": outcome.id,
+        "object": "chat.completion",
+        "model": outcome.model,
+        "provider": outcome.provider,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": outcome.content},
+                "finish_reason": outcome.finish_reason,
+            }
+        ],
+        "usage": {
+            "prompt_tokens": outcome.prompt_tokens,
+            "completion_tokens": outcome.completion_tokens,
+            "total_tokens": outcome.total_tokens,
+        },
+        "cost_usd": outcome.cost_usd,
+        "latency_ms": outcome.latency_ms,
+        "cached": outcome.cached,
+        "fallback_from": outcome.fallback_from,
+    }
+
+
+def simple_public(outcome: ChatOutcome) -> dict[str, Any]:
+    return {
+        "response": outcome.content,
+        "model": outcome.model,
+        "provider": outcome.provider,
+        "tokens_used": outcome.total_tokens,
+        "prompt_tokens": outcome.prompt_tokens,
+        "completion_tokens": outcome.completion_tokens,
+        "cost_usd": outcome.cost_usd,
+        "latency_ms": outcome.latency_ms,
+        "cached": outcome.cached,
+        "fallback_from": outcome.fallback_from,
+    }
+
+
+def _delta(chunk: ChatChunk) -> dict[str, Any] | None:
+    return {"delta": chunk.delta} if chunk.delta else None
+
+
+def _token(chunk: ChatChunk) -> dict[str, Any] | None:
+    return {"token": chunk.delta, "finish": False} if chunk.delta else None
+
+
+@router.post("/ai/chat", summary="Chat completion (stream: true answers Server-Sent Events)")
+async def create_chat_completion(
+    request: Request,
+    caller: Annotated[Caller, requires("ai:chat")],
+    models: ModelsDep,
+    body: ChatBody,
+) -> Any:
+    ctx = call_context(request, caller)
+    if not body.stream:
+        outcome = await complete(
+            models, ctx, body.chat_request(), fallback_model=body.fallback_model
+        )
+        return ok(completion_public(outcome), request_id=ctx.request_id)
+    stream = await open_stream(models, ctx, body.chat_request(), fallback_model=body.fallback_model)
+
+    def done(s: Any) -> dict[str, Any]:
+        data: dict[str, Any] = {"done": True, "id": s.id, "model": s.model, "provider": s.provider}
+        if s.outcome is not None:
+            data["usage"] = completion_public(s.outcome)["usage"]
+            data["finish_reason"] = s.outcome.finish_reason
+        return data
+
+    return stream_events(
+        stream, _delta, done, lambda exc: {"error": error_event(exc), "done": True}
+    )
+
+
+@router.post("/chat", summary="Chat with one message (sutazai shape)")
+async def create_chat(
+    request: Request,
+    caller: Annotated[Caller, requires("ai:chat")],
+    models: ModelsDep,
+    body: SimpleChatBody,
+) -> JSONResponse:
+    ctx = call_context(request, caller)
+    outcome = await complete(models, ctx, body.chat_request(), fallback_model=body.fallback_model)
+    return ok(simple_public(outcome), request_id=ctx.request_id)
+
+
+@router.post("/chat/stream", summary="Streamed chat (Server-Sent Events, token/finish events)")
+async def create_chat_stream(
+    request: Request,
+    caller: Annotated[Caller, requires("ai:chat")],
+    models: ModelsDep,
+    body: SimpleChatBody,
+) -> Any:
+    ctx = call_context(request, caller)
+    stream = await open_stream(models, ctx, body.chat_request(), fallback_model=body.fallback_model)
+
+    def finish(s: Any) -> dict[str, Any]:
+        tokens = s.outcome.total_tokens if s.outcome is not None else None
+        return {"finish": True, "tokens_used": tokens, "model": s.model, "provider": s.provider}
+
+    return stream_events(
+        stream, _token, finish, lambda exc: {"error": error_event(exc), "finish": True}
+    )
+
+
+@router.post("/chat/batch", summary="Several chats at once (each succeeds or fails alone)")
+async def create_chat_batch(
+    request: Request,
+    caller: Annotated[Caller, requires("ai:chat")],
+    models: ModelsDep,
+    body: BatchBody,
+) -> JSONResponse:
+    ctx = call_context(request, caller, kind="batch")
+    gate = asyncio.Semaphore(BATCH_CONCURRENCY)
+
+    async def one(index: int, item: SimpleChatBody) -> dict[str, Any]:
+        async with gate:
+            try:
+                outcome = await complete(
+                    models, ctx, item.chat_request(), fallback_model=item.fallback_model
+                )
+            except WeftError as exc:
+                return {"index": index, "success": False, "error": error_event(exc)}
+        return {"index": index, "success": True, "data": simple_public(outcome)}
+
+    results = await asyncio.gather(*(one(i, item) for i, item in enumerate(body.requests)))
+    succeeded = sum(1 for r in results if r["success"])
+    return ok(
+        {
+            "results": list(results),
+            "total": len(results),
+            "succeeded": succeeded,
+            "failed": len(results) - succeeded,
+        },
+        request_id=ctx.request_id,
+    )

@@ -1,0 +1,240 @@
+"""Model management: zentoria ``/ai/models*``, z2 ``/models``, ``/models/test``,
+``/models/usage``, sutazai ``/models/pull``, ``/models/{model}``,
+``/models/{model}/info``, the tenant's budget, and the circuit breakers."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field, model_validator
+from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.deps import Caller, TemporalDep, requires
+from api.envelope import ok
+from api.model_deps import ModelsDep, call_context, require_superuser
+from api.routes.chat import simple_public
+from engine import model_views, usage_reports
+from engine.chat import complete
+from engine.errors import NotFound
+from engine.providers.base import ChatMessage, ChatRequest
+from engine.queues import TaskQueue, queue_name
+from engine.temporal import run_attributes
+from workflows.model_pull import (
+    ModelPullInput,
+    ModelPullProgress,
+    ModelPullWorkflow,
+    workflow_id_for,
+)
+
+router = APIRouter(prefix="/api/v1", tags=["models"])
+
+
+class PullBody(BaseModel):
+    """zentoria sends ``name``, sutazai ``model``."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=300)
+    model: str | None = Field(default=None, min_length=1, max_length=300)
+    provider: str | None = Field(default=None, max_length=100)
+
+    @model_validator(mode="after")
+    def _named(self) -> PullBody:
+        if not (self.name or self.model):
+            raise ValueError("name (or model) is required")
+        return self
+
+    @property
+    def model_name(self) -> str:
+        return str(self.name or self.model)
+
+
+class TestParameters(BaseModel):
+    temperature: float = Field(default=0.7, ge=0.0, le=2.0)
+    max_tokens: int | None = Field(default=None, gt=0)
+
+
+class TestBody(BaseModel):
+    model: str = Field(min_length=1, max_length=300)
+    prompt: str = Field(min_length=1, max_length=200_000)
+    parameters: TestParameters = Field(default_factory=TestParameters)
+
+
+class BudgetBody(BaseModel):
+    monthly_limit_usd: float | None = Field(ge=0)
+    hard_limit: bool = True
+
+
+def _progress_public(workflow_id: str, progress: ModelPullProgress, status: str) -> dict[str, Any]:
+    return {
+        "workflow_id": workflow_id,
+        **progress.model_dump(),
+        "percent": progress.percent,
+        "workflow_status": status,
+    }
+
+
+@router.get("/ai/models", summary="Models the providers have (name, size, digest)")
+async def read_ai_models(
+    request: Request, caller: Annotated[Caller, requires("models:read")], models: ModelsDep
+) -> JSONResponse:
+    return ok({"models": await model_views.installed(models)}, request_id=request.state.request_id)
+
+
+@router.post("/ai/models/pull", status_code=202, summary="Pull a model (ModelPullWorkflow)")
+@router.post("/models/pull", status_code=202, summary="Pull a model (sutazai shape)")
+async def create_model_pull(
+    request: Request,
+    caller: Annotated[Caller, requires("models:write", across_tenants=True)],
+    models: ModelsDep,
+    client: TemporalDep,
+    body: PullBody,
+) -> JSONResponse:
+    require_superuser(caller)
+    if body.provider:
+        entry = await models.registry.get(body.provider)
+    else:
+        entry = (await models.registry.resolve(body.model_name)).entry
+    refused = model_views.pull_target_error(entry)
+    if refused is not None:
+        raise refused
+    workflow_id = workflow_id_for(entry.name, body.model_name)
+    handle = await client.start_workflow(
+        ModelPullWorkflow.run,
+        ModelPullInput(provider=entry.name, model=body.model_name),
+        id=workflow_id,
+        task_queue=queue_name(TaskQueue.WORKFLOWS, caller.settings.task_queue_prefix),
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        search_attributes=run_attributes(
+            tenant_id=caller.principal.tenant_id or "global",
+            kind="model_pull",
+            started_by=caller.principal.user_id,
+        ),
+        static_summary=f"Pull {body.model_name} onto {entry.name}",
+    )
+    data = {"workflow_id": handle.id, "model": body.model_name, "provider": entry.name}
+    return ok({**data, "status": "pulling"}, request_id=request.state.request_id, status_code=202)
+
+
+@router.get("/ai/models/pull/{workflow_id}", summary="Progress of a model pull")
+async def read_model_pull(
+    request: Request,
+    workflow_id: str,
+    caller: Annotated[Caller, requires("models:read", across_tenants=True)],
+    client: TemporalDep,
+    models: ModelsDep,
+) -> JSONResponse:
+    if not workflow_id.startswith("pull-"):
+        raise NotFound(f"Model pull {workflow_id} not found")
+    handle: WorkflowHandle[Any, Any] = client.get_workflow_handle(workflow_id)
+    try:
+        description = await handle.describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise NotFound(f"Model pull {workflow_id} not found") from None
+        raise
+    progress = await handle.query(ModelPullWorkflow.progress, rpc_timeout=timedelta(seconds=10))
+    status = (description.status or WorkflowExecutionStatus.RUNNING).name.lower()
+    if progress.phase != "pulling":
+        models.registry.invalidate()  # the provider's model list changed
+    return ok(_progress_public(workflow_id, progress, status), request_id=request.state.request_id)
+
+
+@router.delete("/ai/models/{name:path}", summary="Delete a model from its provider")
+@router.delete("/models/{name:path}", summary="Delete a model (sutazai shape)")
+async def delete_ai_model(
+    request: Request,
+    name: str,
+    caller: Annotated[Caller, requires("models:write", across_tenants=True)],
+    models: ModelsDep,
+) -> JSONResponse:
+    require_superuser(caller)
+    return ok(await model_views.delete_model(models, name), request_id=request.state.request_id)
+
+
+@router.get("/models", summary="Providers and models (z2 and sutazai shapes)")
+async def read_models(
+    request: Request, caller: Annotated[Caller, requires("models:read")], models: ModelsDep
+) -> JSONResponse:
+    data = await model_views.catalog(models, caller.tenant_id)
+    return ok(data, request_id=request.state.request_id)
+
+
+@router.get("/models/usage", summary="Model usage by model, provider or user")
+async def read_model_usage(
+    request: Request,
+    caller: Annotated[Caller, requires("models:read")],
+    timeframe: Annotated[Literal["1h", "24h", "7d", "30d"], Query()] = "24h",
+    group_by: Annotated[Literal["model", "provider", "user"], Query()] = "model",
+) -> JSONResponse:
+    data = await usage_reports.usage_summary(
+        caller.session, caller.tenant_id, timeframe=timeframe, group_by=group_by
+    )
+    return ok(data, request_id=request.state.request_id)
+
+
+@router.get("/models/budget", summary="The tenant's monthly model budget")
+async def read_budget(
+    request: Request, caller: Annotated[Caller, requires("models:read")]
+) -> JSONResponse:
+    data = await usage_reports.read_budget(caller.session, caller.tenant_id)
+    return ok(data, request_id=request.state.request_id)
+
+
+@router.put("/models/budget", summary="Set the tenant's monthly model budget (tenant admins)")
+async def update_budget(
+    request: Request,
+    caller: Annotated[Caller, requires("admin")],
+    models: ModelsDep,
+    body: BudgetBody,
+) -> JSONResponse:
+    data = await usage_reports.set_budget(
+        caller.session, caller.tenant_id, body.monthly_limit_usd, body.hard_limit
+    )
+    models.forget_budget(caller.tenant_id)
+    return ok(data, request_id=request.state.request_id)
+
+
+@router.post("/models/test", summary="Try a model with a prompt")
+async def create_model_test(
+    request: Request,
+    caller: Annotated[Caller, requires("ai:chat")],
+    models: ModelsDep,
+    body: TestBody,
+) -> JSONResponse:
+    ctx = call_context(request, caller, kind="test")
+    chat = ChatRequest(
+        model=body.model,
+        messages=[ChatMessage(role="user", content=body.prompt)],
+        temperature=body.parameters.temperature,
+        max_tokens=body.parameters.max_tokens,
+    )
+    outcome = await complete(models, ctx, chat, use_cache=False)
+    return ok({"success": True, **simple_public(outcome)}, request_id=ctx.request_id)
+
+
+@router.get("/models/{model:path}/info", summary="What is known about one model")
+async def read_model_info(
+    request: Request,
+    model: str,
+    caller: Annotated[Caller, requires("models:read")],
+    models: ModelsDep,
+) -> JSONResponse:
+    return ok(await model_views.model_info(models, model), request_id=request.state.request_id)
+
+
+@router.get("/health/circuit-breakers", summary="Circuit breaker of each model provider")
+async def read_circuit_breakers(
+    request: Request, caller: Annotated[Caller, requires("models:read")], models: ModelsDep
+) -> JSONResponse:
+    names = [entry.name for entry in await models.registry.entries() if entry.kind != "local"]
+    breakers = models.breakers.snapshot(names)
+    data = {
+        "circuit_breakers": breakers,
+        "open": [n for n, b in breakers.items() if b["state"] == "open"],
+    }
+    return ok(data, request_id=request.state.request_id)
