@@ -61,6 +61,9 @@ async def get_principal(
     if not credential:
         raise Unauthorized("Authentication required: send a Bearer token or X-API-Key")
     principal = await authenticate(session, settings, credential.strip())
+    # End the read transaction: the connection goes back to the pool instead of
+    # staying checked out while the route waits on a provider or Temporal.
+    await session.commit()
     request.state.principal = principal  # read by request history
     for scope in security_scopes.scopes:
         if not principal.allows(scope):

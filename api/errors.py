@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError
 
@@ -125,6 +126,14 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 405:
             message = f"Method {request.method} is not allowed on {request.url.path}"
         return error_response(request, exc.status_code, code, message, None, exc.headers)
+
+    @app.exception_handler(SQLAlchemyTimeout)
+    async def on_database_busy(request: Request, exc: SQLAlchemyTimeout) -> JSONResponse:
+        log.warning("database pool exhausted", extra={"request_id": request_id_of(request)})
+        return error_response(
+            request, 503, "SERVICE_UNAVAILABLE", "The database is busy; retry shortly",
+            headers={"Retry-After": "1"},
+        )  # fmt: skip
 
     @app.exception_handler(RPCError)
     async def on_temporal_error(request: Request, exc: RPCError) -> JSONResponse:
