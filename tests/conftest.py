@@ -200,19 +200,22 @@ class DocStack:
     headers: dict[str, str]
 
 
-@pytest.fixture
-async def doc_stack(
-    settings: Settings, temporal_env: WorkflowEnvironment
+@asynccontextmanager
+async def worker_stack(
+    settings: Settings, temporal_env: WorkflowEnvironment, tenant_name: str = "docs"
 ) -> AsyncIterator[DocStack]:
-    """API plus a worker with the test's database, on task queues of its own."""
+    """API plus a worker with these settings' database, on task queues of their own.
+
+    Tests poll run status far faster than the /mcp limit allows; limits have
+    their own tests, so they are off here.
+    """
     from workers.main import WorkerResources
 
-    # Tests poll run status far faster than the /mcp limit allows; limits have their own tests.
     isolated = settings.model_copy(
         update={"task_queue_prefix": f"t{uuid.uuid4().hex[:8]}-", "rate_limits_enabled": False}
     )
     resources = WorkerResources.open(isolated)
-    tenant = await make_tenant(isolated, "docs")
+    tenant = await make_tenant(isolated, tenant_name)
     try:
         async with AsyncExitStack() as stack:
             for worker in build_workers(
@@ -223,3 +226,11 @@ async def doc_stack(
                 yield DocStack(http, isolated, tenant, {"X-API-Key": tenant.key})
     finally:
         await resources.close()
+
+
+@pytest.fixture
+async def doc_stack(
+    settings: Settings, temporal_env: WorkflowEnvironment
+) -> AsyncIterator[DocStack]:
+    async with worker_stack(settings, temporal_env) as stack:
+        yield stack

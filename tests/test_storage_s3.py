@@ -5,19 +5,15 @@ from __future__ import annotations
 import io
 import uuid
 from collections.abc import Iterator
-from contextlib import AsyncExitStack
 
 import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from api.app import create_app
-from engine.queues import ALL_QUEUES
 from engine.settings import Settings
 from engine.storage import BlobTooLarge, blob_store, local_copy
-from tests.conftest import api_client, free_port, make_tenant
+from tests.conftest import free_port, worker_stack
 from tests.documents_support import make_pdf, upload, wait_run
-from workers.main import WorkerResources, build_workers
 
 pytestmark = pytest.mark.asyncio
 
@@ -64,27 +60,19 @@ async def test_s3_store_round_trip(s3_settings: Settings) -> None:
 async def test_pipeline_with_s3_blobs(s3_settings: Settings, temporal_env) -> None:  # type: ignore[no-untyped-def]
     if "postgresql" in s3_settings.resolved_database_url:
         pytest.skip("blob storage is independent of the database: SQLite covers it")
-    isolated = s3_settings.model_copy(update={"task_queue_prefix": f"s{uuid.uuid4().hex[:8]}-"})
-    tenant = await make_tenant(isolated, "s3")
-    resources = WorkerResources.open(isolated)
     pdf = make_pdf(["Blobs live in S3 here. The answer is forty-two."])
-    try:
-        async with AsyncExitStack() as stack:
-            for worker in build_workers(temporal_env.client, ALL_QUEUES, resources,
-                                        prefix=isolated.task_queue_prefix):  # fmt: skip
-                await stack.enter_async_context(worker)
-            async with api_client(create_app(isolated)) as http:
-                headers = {"X-API-Key": tenant.key}
-                response = await upload(http, headers, "s3.pdf", pdf)
-                file_id = response.json()["data"]["file_id"]
-                run = await wait_run(http, headers, response.json()["data"]["execution_id"])
-                assert run["status"] == "completed", run
-                download = await http.get(f"/api/v1/mcp/files/{file_id}/download", headers=headers)
-                assert download.content == pdf
-                assert download.headers["content-disposition"].startswith("attachment")
-                deleted = await http.delete(f"/api/v1/mcp/files/{file_id}", headers=headers)
-                assert deleted.status_code == 204
-    finally:
-        await resources.close()
-    assert not (isolated.data_dir / "blobs").exists()  # nothing went to local disk
-    assert not await blob_store(isolated).exists(f"files/{tenant.tenant_id}/{file_id}")
+    async with worker_stack(s3_settings, temporal_env, "s3") as stack:
+        http, headers = stack.http, stack.headers
+        response = await upload(http, headers, "s3.pdf", pdf)
+        file_id = response.json()["data"]["file_id"]
+        run = await wait_run(http, headers, response.json()["data"]["execution_id"])
+        assert run["status"] == "completed", run
+        download = await http.get(f"/api/v1/mcp/files/{file_id}/download", headers=headers)
+        assert download.content == pdf
+        assert download.headers["content-disposition"].startswith("attachment")
+        store = blob_store(stack.settings)
+        assert await store.exists(f"files/{stack.tenant.tenant_id}/{file_id}")
+        deleted = await http.delete(f"/api/v1/mcp/files/{file_id}", headers=headers)
+        assert deleted.status_code == 204
+        assert not await store.exists(f"files/{stack.tenant.tenant_id}/{file_id}")
+    assert not (s3_settings.data_dir / "blobs").exists()  # nothing went to local disk

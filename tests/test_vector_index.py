@@ -109,39 +109,19 @@ async def test_pipeline_runs_on_qdrant(settings: Settings, temporal_env, tmp_pat
     """The document pipeline end to end with the scale-out index (Qdrant, embedded)."""
     if "postgresql" in settings.resolved_database_url:
         pytest.skip("the index choice is independent of the database: SQLite covers it")
-    import uuid
-    from contextlib import AsyncExitStack
-
-    from api.app import create_app
-    from engine.queues import ALL_QUEUES
-    from tests.conftest import api_client
+    from tests.conftest import worker_stack
     from tests.documents_support import upload, wait_run
-    from workers.main import WorkerResources, build_workers
 
-    isolated = settings.model_copy(update={
-        "task_queue_prefix": f"q{uuid.uuid4().hex[:8]}-", "vector_index": "qdrant",
-        "qdrant_url": str(tmp_path / "qdrant")})  # fmt: skip
-    tenant = await make_tenant(isolated, "q")
-    resources = WorkerResources.open(isolated)
-    try:
-        async with AsyncExitStack() as stack:
-            for worker in build_workers(temporal_env.client, ALL_QUEUES, resources,
-                                        prefix=isolated.task_queue_prefix):  # fmt: skip
-                await stack.enter_async_context(worker)
-            async with api_client(create_app(isolated)) as http:
-                headers = {"X-API-Key": tenant.key}
-                response = await upload(
-                    http, headers, "n.txt", b"The red fox sleeps. Owls hunt at night."
-                )
-                run = await wait_run(http, headers, response.json()["data"]["execution_id"])
-                assert run["status"] == "completed"
-                answer = (
-                    await http.post(
-                        "/api/v1/ai/rag/query",
-                        headers=headers,
-                        json={"query": "When do owls hunt?"},
-                    )
-                ).json()["data"]
-                assert answer["citations"][0]["file_id"] == response.json()["data"]["file_id"]
-    finally:
-        await resources.close()
+    qdrant = settings.model_copy(
+        update={"vector_index": "qdrant", "qdrant_url": str(tmp_path / "qdrant")}
+    )
+    async with worker_stack(qdrant, temporal_env) as stack:
+        response = await upload(
+            stack.http, stack.headers, "n.txt", b"The red fox sleeps. Owls hunt at night."
+        )
+        run = await wait_run(stack.http, stack.headers, response.json()["data"]["execution_id"])
+        assert run["status"] == "completed"
+        asked = {"query": "When do owls hunt?"}
+        answer = await stack.http.post("/api/v1/ai/rag/query", headers=stack.headers, json=asked)
+        answer = answer.json()["data"]
+        assert answer["citations"][0]["file_id"] == response.json()["data"]["file_id"]
