@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 
@@ -13,6 +14,7 @@ from temporalio.client import Client
 from engine import temporal
 from engine.db import create_engine, create_sessionmaker
 from engine.model_runtime import ModelRuntime
+from engine.providers import local
 from engine.ratelimit import MemoryRateLimiter, RateLimiter, build_rate_limiter
 from engine.request_history import RequestHistory
 from engine.settings import Settings
@@ -66,6 +68,9 @@ class Resources:
         if settings.request_history_enabled:
             history = RequestHistory(settings, sessions)
             history.start()
+        # Load the local embedding model in the background: the first RAG query
+        # should not pay for it.
+        asyncio.get_running_loop().run_in_executor(None, local.warm_up)
         return cls(settings, engine, sessions, client, redis, limiter, history=history)
 
     async def close(self) -> None:

