@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from engine.errors import InvalidInput
 from engine.models import Chunk, File, UsageRecord
 from engine.providers import local
+from engine.providers.base import EmbeddingProvider
 from engine.scope import TenantScope
 from engine.usage import record_usage
 from engine.vectors import VectorIndex
@@ -31,14 +32,18 @@ class Retrieval:
     latency_ms: float
 
 
-async def embed_query(question: str, model: str) -> tuple[list[float], int]:
-    if not local.is_local_embedding_model(model):
-        raise InvalidInput(
-            f"documents are indexed with {local.LOCAL_EMBEDDING_MODEL}; "
-            f"querying with {model!r} is not supported",
-            details={"field": "model"},
-        )
-    result = await local.LocalEmbeddings().embed([question], local.LOCAL_EMBEDDING_MODEL)
+async def embed_query(
+    question: str, model: str, embedder: EmbeddingProvider | None
+) -> tuple[list[float], int]:
+    """The question's vector, by the same model that embedded the documents."""
+    if embedder is None:
+        if not local.is_local_embedding_model(model):
+            raise InvalidInput(
+                f"no embedding model {model!r} here: name the embedding endpoint to query",
+                details={"field": "model"},
+            )
+        embedder, model = local.LocalEmbeddings(), local.LOCAL_EMBEDDING_MODEL
+    result = await embedder.embed([question], model)
     return result.vectors[0], result.tokens
 
 
@@ -50,15 +55,18 @@ async def retrieve(
     question: str,
     top_k: int,
     model: str = local.LOCAL_EMBEDDING_MODEL,
+    embedder: EmbeddingProvider | None = None,
     project_id: str | None = None,
     file_ids: list[str] | None = None,
 ) -> Retrieval:
+    """Search the index of ``model``; ``embedder`` serves that model (local when None)."""
     started = time.perf_counter()
-    vector, tokens = await embed_query(question, model)
+    model = model if embedder is not None else local.LOCAL_EMBEDDING_MODEL
+    vector, tokens = await embed_query(question, model, embedder)
     hits = await index.search(
         db.session,
         tenant_id,
-        local.LOCAL_EMBEDDING_MODEL,
+        model,
         vector,
         top_k=top_k,
         file_ids=file_ids,
@@ -85,11 +93,11 @@ async def retrieve(
         UsageRecord(
             tenant_id=tenant_id,
             kind="rag",
-            provider="local",
-            model=local.LOCAL_EMBEDDING_MODEL,
+            provider=getattr(embedder, "name", "local"),
+            model=model,
             prompt_tokens=tokens,
             latency_ms=latency_ms,
         ),
     )
     await db.session.commit()
-    return Retrieval(passages, local.LOCAL_EMBEDDING_MODEL, tokens, latency_ms)
+    return Retrieval(passages, model, tokens, latency_ms)

@@ -79,6 +79,18 @@ async def test_reembedding_with_an_ollama_endpoint_skips_extraction(
     counts = await vectors_by_model(doc_stack.settings, file_id)
     assert counts["nomic-embed-text"] == counts["all-MiniLM-L6-v2"] >= 1
 
+    # Questions can search those vectors: the question is embedded by the same endpoint.
+    fake_ollama.reset()
+    answer = await http.post(
+        "/api/v1/ai/rag/query",
+        headers=headers,
+        json={"query": "When do owls hunt?", "embedding_endpoint_id": endpoint.json()["Id"]},
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["data"]["citations"][0]["file_id"] == file_id
+    asked = [r.body["input"] for r in fake_ollama.requests if r.path == "/api/embed"]
+    assert asked == [["When do owls hunt?"]]
+
 
 async def test_rag_answer_is_written_by_the_configured_chat_model(
     doc_stack: DocStack, fake_openai: FakeProvider

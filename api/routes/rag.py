@@ -11,10 +11,13 @@ from pydantic import BaseModel, Field, field_validator
 
 from api.deps import Caller, ResourcesDep, requires
 from api.envelope import ok
+from engine.crypto import decrypt_secret
+from engine.errors import InvalidInput
 from engine.model_runtime import CallContext
-from engine.models import UsageRecord
+from engine.models import EmbeddingEndpoint, UsageRecord
 from engine.providers import local
-from engine.providers.base import EmbeddingResult
+from engine.providers.base import EmbeddingProvider, EmbeddingResult
+from engine.providers.factory import embedding_provider
 from engine.rag_answer import answer_with_chat_model, embed_with_provider
 from engine.retrieval import retrieve
 from engine.usage import record_usage
@@ -102,6 +105,8 @@ class RagQuery(BaseModel):
     project_id: str | None = None
     file_ids: list[str] | None = Field(default=None, max_length=100)
     model: str | None = None  # the chat model that writes the answer
+    # Search the vectors a tenant embedding endpoint made (default: the local MiniLM).
+    embedding_endpoint_id: str | None = None
 
 
 @router.post("/rag/query", summary="Answer a question from the tenant's documents, with citations")
@@ -111,12 +116,17 @@ async def create_rag_answer(
     caller: Annotated[Caller, requires("ai:chat")],
     resources: ResourcesDep,
 ) -> JSONResponse:
+    model, embedder = local.LOCAL_EMBEDDING_MODEL, None
+    if body.embedding_endpoint_id:
+        model, embedder = await _endpoint_embedder(caller, resources, body.embedding_endpoint_id)
     retrieval = await retrieve(
         caller.db,
         resources.index,
         tenant_id=caller.tenant_id,
         question=body.query,
         top_k=body.top_k,
+        model=model,
+        embedder=embedder,
         project_id=body.project_id or body.filters.project_id,
         file_ids=body.file_ids or body.filters.file_ids,
     )
@@ -135,6 +145,25 @@ async def create_rag_answer(
             for p in retrieval.passages
         ]  # fmt: skip
     return ok(data, request_id=request.state.request_id)
+
+
+async def _endpoint_embedder(
+    caller: Caller, resources: ResourcesDep, endpoint_id: str
+) -> tuple[str, EmbeddingProvider]:
+    endpoint = await caller.db.get(EmbeddingEndpoint, endpoint_id, what="embedding endpoint")
+    if not endpoint.active:
+        raise InvalidInput(f"embedding endpoint {endpoint_id} is inactive")
+    if endpoint.api_format == "Local":  # indexed under the local model's own name
+        return local.LOCAL_EMBEDDING_MODEL, local.LocalEmbeddings()
+    secret = endpoint.api_key_encrypted
+    provider = embedding_provider(
+        endpoint.api_format,
+        endpoint.endpoint,
+        decrypt_secret(caller.settings, secret) if secret else None,
+        http=resources.http,
+        settings=caller.settings,
+    )
+    return endpoint.model, provider
 
 
 async def _answer(
