@@ -163,6 +163,15 @@ class Stack:
             time.sleep(0.3)
         raise RuntimeError(f"{what} did not start")
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time used so far by each process of the stack (user + system)."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        used = {}
+        for name, proc in self.procs.items():
+            fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            used[name] = (int(fields[11]) + int(fields[12])) / ticks
+        return used
+
     def worker_peak_rss_mb(self) -> float:
         status = Path(f"/proc/{self.procs['worker'].pid}/status").read_text()
         kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM"))
@@ -199,6 +208,7 @@ async def make_key(settings: Settings, name: str) -> tuple[str, str]:
 
 def orchestrated(stack: Stack, key: str, pdfs: list[bytes]) -> dict[str, float]:
     headers = {"X-API-Key": key}
+    cpu_before = stack.cpu_seconds()
     started = time.perf_counter()
 
     def send(item: tuple[int, bytes]) -> str:
@@ -232,7 +242,8 @@ def orchestrated(stack: Stack, key: str, pdfs: list[bytes]) -> dict[str, float]:
         for item in done.values()
     ]
     chunks = sum(item["chunks"] for item in done.values())
-    return {"seconds": elapsed, "docs_per_s": len(ids) / elapsed, "chunks": chunks,
+    cpu = {name: used - cpu_before[name] for name, used in stack.cpu_seconds().items()}
+    return {"cpu": cpu,"seconds": elapsed, "docs_per_s": len(ids) / elapsed, "chunks": chunks,
             "chunks_per_s": chunks / elapsed, "p50": pct(latencies, 50), "p95": pct(latencies, 95),
             "rss_mb": stack.worker_peak_rss_mb()}  # fmt: skip
 
@@ -320,6 +331,8 @@ def main() -> None:
             print(f"  orchestrated  {orch['docs_per_s']:.2f} docs/s  {orch['chunks_per_s']:.1f} "
                   f"chunks/s  latency p50 {orch['p50']:.2f}s p95 {orch['p95']:.2f}s  "
                   f"worker peak RSS {orch['rss_mb']:.0f} MB")  # fmt: skip
+            cpu = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in orch["cpu"].items())
+            print(f"  CPU used while ingesting: {cpu} (over {orch['seconds']:.1f}s wall)")
             print(f"  direct        {base['docs_per_s']:.2f} docs/s  {base['chunks_per_s']:.1f} "
                   "chunks/s (same code, one process)")  # fmt: skip
             print(f"  ratio         {orch['chunks_per_s'] / base['chunks_per_s']:.2f}x "
