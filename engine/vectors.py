@@ -187,17 +187,17 @@ class DatabaseVectorIndex:
         if vector.shape[0] != matrix.vectors.shape[1]:
             return []  # another model's dimensions: nothing comparable
         scores = matrix.vectors @ (vector / (np.linalg.norm(vector) or 1.0))
-        mask = np.ones(len(scores), dtype=bool)
-        if file_ids:
-            mask &= np.isin(matrix.file_ids, list(file_ids))
-        if project_id:
-            mask &= matrix.project_ids == project_id
-        candidates = np.flatnonzero(mask)
-        if not len(candidates):
-            return []
-        k = min(top_k, len(candidates))
-        best = candidates[np.argpartition(-scores[candidates], k - 1)[:k]]
+        if file_ids or project_id:
+            mask = np.ones(len(scores), dtype=bool)
+            if file_ids:
+                mask &= np.isin(matrix.file_ids, list(file_ids))
+            if project_id:
+                mask &= matrix.project_ids == project_id
+            scores = np.where(mask, scores, -np.inf)  # filtered rows can never rank
+        k = min(top_k, len(scores))
+        best = np.argpartition(-scores, k - 1)[:k]
         best = best[np.argsort(-scores[best])]
+        best = best[np.isfinite(scores[best])]
         return [
             Hit(str(matrix.chunk_ids[i]), str(matrix.file_ids[i]), float(scores[i])) for i in best
         ]
