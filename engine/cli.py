@@ -94,6 +94,23 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     os._exit(0)
 
 
+def cmd_setup_temporal(settings: Settings, args: argparse.Namespace) -> int:
+    """Register the Weft* search attributes on the configured Temporal server."""
+    from engine import temporal
+
+    async def register() -> list[str]:
+        client = await temporal.connect(settings)
+        return await temporal.ensure_search_attributes(client)
+
+    try:
+        added = asyncio.run(register())
+    except RuntimeError as exc:
+        raise CliError(f"cannot reach Temporal at {settings.temporal_target}: {exc}") from None
+    print(f"registered {', '.join(added)}" if added else "search attributes already registered")
+    sys.stdout.flush()
+    os._exit(0)  # skip finalisation: the Temporal runtime can abort it (sdk-python#300)
+
+
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     from engine.migrate import upgrade
 
@@ -183,6 +200,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated: weft-workflows,weft-io,weft-cpu,weft-ml (default: all)",
     )
     worker.set_defaults(handler=cmd_worker)
+
+    sub.add_parser(
+        "setup-temporal", help="register the Weft* search attributes on TEMPORAL_ADDRESS"
+    ).set_defaults(handler=cmd_setup_temporal)
 
     migrate = sub.add_parser("migrate", help="apply database migrations")
     migrate.add_argument("--revision", default="head")

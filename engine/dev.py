@@ -96,6 +96,18 @@ class DevStack:
         if not self.stopping:
             raise DevStartError(f"{name} did not become ready within {seconds:.0f}s")
 
+    def _register_search_attributes(self) -> None:
+        """An existing server may lack the Weft* attributes the runs carry.
+
+        Done by a short child process: a Temporal client in this long-lived
+        supervisor could abort it at exit (sdk-python#300).
+        """
+        command = [sys.executable, "-m", "engine.cli", "setup-temporal"]
+        done = subprocess.run(command, env=self._child_env(), capture_output=True, text=True)
+        if done.returncode != 0:  # reported, not fatal: runs work, filtering does not
+            reason = (done.stderr.strip().splitlines() or ["unknown error"])[-1]
+            print(f"weft: warning: search attributes not registered: {reason}", file=sys.stderr)
+
     def _api_ready(self) -> bool:
         try:
             url = f"http://{self.settings.api_host}:{self.settings.api_port}/api/ready"
@@ -125,6 +137,8 @@ class DevStack:
                     lambda: port_open("127.0.0.1", s.temporal_dev_port),
                     TEMPORAL_START_SECONDS,
                 )
+            else:
+                self._register_search_attributes()
             weft = [sys.executable, "-m", "engine.cli"]
             self._spawn("worker", [*weft, "worker", "--queues", "all"])
             self._spawn("api", [*weft, "api"])

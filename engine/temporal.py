@@ -11,6 +11,11 @@ import shutil
 import sysconfig
 from pathlib import Path
 
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import (
+    AddSearchAttributesRequest,
+    ListSearchAttributesRequest,
+)
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -92,3 +97,26 @@ def run_attributes(
     if definition_id:
         pairs.append(SearchAttributePair(SA_DEFINITION, definition_id))
     return TypedSearchAttributes(pairs)
+
+
+async def ensure_search_attributes(client: Client) -> list[str]:
+    """Register the Weft* search attributes on a server that lacks them.
+
+    ``weft dev`` passes them to the dev server it starts; this covers an
+    existing server (``TEMPORAL_ADDRESS``). Returns the names it added.
+    """
+    namespace = client.namespace
+    listed = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=namespace)
+    )
+    missing = [key.name for key in SEARCH_ATTRIBUTES if key.name not in listed.custom_attributes]
+    if missing:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(
+                namespace=namespace,
+                search_attributes={
+                    name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for name in missing
+                },
+            )
+        )
+    return missing

@@ -92,3 +92,32 @@ async def test_admin_commands_create_a_working_scoped_key(
         )
     assert scoped.status_code == 403  # authenticated, but lacks the admin scope
     assert bearer.status_code == 403
+
+
+@pytest.mark.asyncio
+async def test_setup_temporal_registers_search_attributes_once(
+    tmp_path: Path, temporal_bin: Path
+) -> None:
+    from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
+    from temporalio.testing import WorkflowEnvironment
+
+    bare = await WorkflowEnvironment.start_local(  # a server without the Weft* attributes
+        dev_server_existing_path=str(temporal_bin), port=free_port()
+    )
+    try:
+        address = {"TEMPORAL_ADDRESS": bare.client.service_client.config.target_host}
+        first = weft("setup-temporal", cwd=tmp_path, env=address)
+        again = weft("setup-temporal", cwd=tmp_path, env=address)
+        listed = await bare.client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace="default")
+        )
+    finally:
+        await bare.shutdown()
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == (
+        "registered WeftTenant, WeftKind, WeftDefinitionId, WeftStartedBy"
+    )
+    assert again.stdout.strip() == "search attributes already registered"
+    assert {"WeftTenant", "WeftKind", "WeftDefinitionId", "WeftStartedBy"} <= set(
+        listed.custom_attributes
+    )
