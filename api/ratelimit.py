@@ -9,6 +9,7 @@ a bucket of its own, which still caps what it can make the API do.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from datetime import UTC, datetime
 
@@ -69,10 +70,17 @@ class RateLimitMiddleware:
             return
         group = route_group(scope["method"], scope["path"])
         key = f"{group}:{self.bucket(scope)}"
+        window = self.settings.rate_limit_window_seconds
+        guessing_key = f"auth_failures:{_client_bucket(scope)}" if _has_credential(scope) else None
         try:
-            decision = await limiter.hit(
-                key, self.settings.rate_limits[group], self.settings.rate_limit_window_seconds
-            )
+            if guessing_key is not None:
+                failures = await limiter.peek(
+                    guessing_key, self.settings.rate_limits["auth_failures"], window
+                )
+                if not failures.allowed:
+                    await self._refuse(scope, send, failures)
+                    return
+            decision = await limiter.hit(key, self.settings.rate_limits[group], window)
         except Unavailable as exc:
             if scope["path"] in PROBE_PATHS:
                 await self.app(scope, receive, send)
@@ -81,25 +89,36 @@ class RateLimitMiddleware:
             return
         headers = rate_headers(decision)
         if not decision.allowed:
-            reset_at = datetime.fromtimestamp(decision.reset_at, UTC)
-            details = {
-                "limit": decision.limit,
-                "reset_at": reset_at.isoformat().replace("+00:00", "Z"),
-                "retry_after": decision.retry_after,
-            }
-            await send_error(
-                scope, send, 429, "RATE_LIMIT_EXCEEDED", "Too many requests", details, headers
-            )
+            await self._refuse(scope, send, decision)
             return
+        status = 0
 
         async def send_with_headers(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
+                status = message["status"]
                 names = {name for name, _ in headers}
                 kept = [(k, v) for k, v in message.get("headers", []) if k.lower() not in names]
                 message["headers"] = kept + headers
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+        if status == 401 and guessing_key is not None:
+            with contextlib.suppress(Unavailable):  # the answer has gone out already
+                await limiter.hit(guessing_key, self.settings.rate_limits["auth_failures"], window)
+
+    @staticmethod
+    async def _refuse(scope: Scope, send: Send, decision: RateDecision) -> None:
+        reset_at = datetime.fromtimestamp(decision.reset_at, UTC)
+        details = {
+            "limit": decision.limit,
+            "reset_at": reset_at.isoformat().replace("+00:00", "Z"),
+            "retry_after": decision.retry_after,
+        }
+        await send_error(
+            scope, send, 429, "RATE_LIMIT_EXCEEDED", "Too many requests", details,
+            rate_headers(decision),
+        )  # fmt: skip
 
     @staticmethod
     def _limiter(scope: Scope) -> RateLimiter | None:
@@ -119,8 +138,7 @@ class RateLimitMiddleware:
             subject = self._jwt_subject(token)
             if subject:
                 return "user:" + subject
-        client = scope.get("client")
-        return "ip:" + (client[0] if client else "unknown")
+        return _client_bucket(scope)
 
     def _jwt_subject(self, token: str) -> str | None:
         if self._jwt_secret is None:
@@ -138,3 +156,12 @@ class RateLimitMiddleware:
             return None  # not ours, forged or expired: counted by address instead
         subject = claims.get("sub")
         return str(subject) if subject else None
+
+
+def _client_bucket(scope: Scope) -> str:
+    client = scope.get("client")
+    return "ip:" + (client[0] if client else "unknown")
+
+
+def _has_credential(scope: Scope) -> bool:
+    return bool(header_value(scope, b"x-api-key") or header_value(scope, b"authorization"))

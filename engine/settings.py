@@ -27,6 +27,9 @@ DEFAULT_RATE_LIMITS: dict[str, int] = {
     "ai_chat": 20,
     "ai_embeddings": 50,
     "workflow_execute": 20,
+    # Requests per client address answered 401 despite carrying a credential:
+    # past this, that address is refused for the window (key and token guessing).
+    "auth_failures": 30,
     "default": 1000,
 }
 JWT_SECRET_FILE = "jwt_secret"

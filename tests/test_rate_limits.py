@@ -298,3 +298,31 @@ async def test_redis_limiter_is_exact_under_concurrency(redis_url: str) -> None:
         assert 0 < await redis.ttl(f"weft:rl:c:{decisions[0].reset_at - WINDOW}") <= WINDOW + 1
     finally:
         await redis.aclose()
+
+
+async def test_guessing_credentials_locks_out_the_address_not_others(
+    settings: Settings, backend: dict[str, Any]
+) -> None:
+    """Unknown keys cost a database lookup each: past the limit, the address is refused."""
+    await clear_of_window_edge()
+    (good,) = await tenant_keys(settings, 1)
+    app = create_app(limited(settings, backend, auth_failures=3))
+
+    def client_from(address: str) -> httpx.AsyncClient:
+        transport = httpx.ASGITransport(app=app, client=(address, 4000))
+        return httpx.AsyncClient(transport=transport, base_url="http://weft.test")
+
+    async with (
+        app.router.lifespan_context(app),
+        client_from("198.51.100.7") as guesser,
+        client_from("198.51.100.8") as other,
+    ):
+        for attempt in range(3):
+            wrong = await guesser.get("/api/v1/users/me", headers={"X-API-Key": f"znt_{attempt}"})
+            assert wrong.status_code == 401
+        refused = await guesser.get("/api/v1/users/me", headers={"X-API-Key": "znt_next"})
+        assert refused.status_code == 429
+        assert refused.json()["error"]["code"] == "RATE_LIMIT_EXCEEDED"
+        assert int(refused.headers["retry-after"]) > 0
+        fine = await other.get("/api/v1/users/me", headers={"X-API-Key": good})
+        assert fine.status_code == 200
