@@ -297,3 +297,21 @@ async def test_a_500_page_pdf_is_processed_in_batches(
         )
     ).json()
     assert answer["data"]["citations"][0]["page"] == 437
+
+
+async def test_scanned_pdf_page_is_ocred(doc_stack: DocStack) -> None:
+    import io
+
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.add_page()  # a scanned page: no text layer, only a picture of the text
+    pdf.image(io.BytesIO(make_png("Shipment 7731 leaves Oslo on Friday")), x=10, y=20, w=190)
+    http, headers = doc_stack.http, doc_stack.headers
+    response = await upload(http, headers, "scan.pdf", bytes(pdf.output()))
+    run = await wait_run(http, headers, response.json()["data"]["execution_id"])
+    assert run["status"] == "completed", run
+    assert run["result"]["ocr_pages"] == 1 and "7731" in run["result"]["ocr_text"]
+    answer = (await http.post("/api/v1/ai/rag/query", headers=headers, json={
+        "query": "When does shipment 7731 leave?"})).json()["data"]  # fmt: skip
+    assert answer["citations"][0]["page"] == 1 and "Oslo" in answer["citations"][0]["text"]
