@@ -10,9 +10,8 @@ import time
 
 from engine.chat import complete
 from engine.model_runtime import CallContext, ModelRuntime
-from engine.models import UsageRecord
+from engine.providers import local
 from engine.providers.base import ChatMessage, ChatRequest, EmbeddingResult
-from engine.usage import record_usage
 
 SYSTEM_PROMPT = (
     "Answer the question using only the numbered passages. Cite passages by their "
@@ -36,26 +35,22 @@ async def answer_with_chat_model(
     return outcome.content, outcome.model
 
 
-async def embed_with_provider(
+async def embed_texts(
     rt: ModelRuntime, ctx: CallContext, model: str, texts: list[str]
 ) -> EmbeddingResult:
-    """Embeddings from whichever configured provider serves ``model``."""
-    target = await rt.registry.resolve(model)
+    """Embeddings from the local MiniLM or whichever configured provider serves
+    ``model``, with their ledger row."""
     started = time.perf_counter()
-    result = await target.entry.client.embed(texts, target.model)
-    async with rt.sessions() as session:
-        await record_usage(
-            session,
-            UsageRecord(
-                tenant_id=ctx.tenant_id,
-                user_id=ctx.user_id,
-                kind="embedding",
-                provider=target.entry.name,
-                model=result.model,
-                prompt_tokens=result.tokens,
-                latency_ms=(time.perf_counter() - started) * 1000,
-                request_id=ctx.request_id,
-            ),
-        )
-        await session.commit()
+    if local.is_local_embedding_model(model):
+        provider, result = "local", await local.LocalEmbeddings().embed(texts, model)
+    else:
+        target = await rt.registry.resolve(model)
+        provider, result = target.entry.name, await target.entry.client.embed(texts, target.model)
+    await rt.record(
+        ctx,
+        provider=provider,
+        model=result.model,
+        prompt_tokens=result.tokens,
+        latency_ms=(time.perf_counter() - started) * 1000,
+    )
     return result

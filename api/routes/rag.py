@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
@@ -14,13 +13,12 @@ from api.envelope import ok
 from engine.crypto import decrypt_secret
 from engine.errors import InvalidInput
 from engine.model_runtime import CallContext
-from engine.models import EmbeddingEndpoint, UsageRecord
+from engine.models import EmbeddingEndpoint
 from engine.providers import local
 from engine.providers.base import EmbeddingProvider, EmbeddingResult
 from engine.providers.factory import embedding_provider
-from engine.rag_answer import answer_with_chat_model, embed_with_provider
+from engine.rag_answer import answer_with_chat_model, embed_texts
 from engine.retrieval import retrieve
-from engine.usage import record_usage
 
 router = APIRouter(prefix="/api/v1/ai", tags=["ai"])
 
@@ -49,27 +47,7 @@ async def create_embeddings(
 ) -> JSONResponse:
     texts = [body.input] if isinstance(body.input, str) else body.input
     model = body.model or caller.settings.default_embedding_model
-    if not local.is_local_embedding_model(model):
-        result = await embed_with_provider(
-            resources.models, _context(request, caller), model, texts
-        )
-        return ok(_embeddings(result), request_id=request.state.request_id)
-    started = time.perf_counter()
-    result = await local.LocalEmbeddings().embed(texts, local.LOCAL_EMBEDDING_MODEL)
-    await record_usage(
-        caller.session,
-        UsageRecord(
-            tenant_id=caller.tenant_id,
-            user_id=caller.principal.user_id,
-            kind="embedding",
-            provider="local",
-            model=result.model,
-            prompt_tokens=result.tokens,
-            latency_ms=(time.perf_counter() - started) * 1000,
-            request_id=request.state.request_id,
-        ),
-    )
-    await caller.session.commit()
+    result = await embed_texts(resources.models, _context(request, caller), model, texts)
     return ok(_embeddings(result), request_id=request.state.request_id)
 
 
