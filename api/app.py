@@ -31,7 +31,7 @@ from api.routes import (
 )
 from api.routes import cache as cache_routes
 from engine import __version__
-from engine.settings import Settings, get_settings
+from engine.platform.settings import Settings, get_settings
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -10,10 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
 from api.resources import Resources
-from engine.auth import Principal, authenticate
-from engine.errors import Forbidden, Unauthorized
-from engine.scope import TenantScope
-from engine.settings import Settings
+from engine.db.scope import TenantScope
+from engine.identity.principals import Principal, authenticate
+from engine.platform.errors import Forbidden, Unauthorized
+from engine.platform.settings import Settings
 
 
 def get_resources(request: Request) -> Resources:

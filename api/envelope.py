@@ -9,9 +9,34 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+DataT = TypeVar("DataT")
+
+
+class Meta(BaseModel):
+    request_id: str | None
+    timestamp: str
+
+
+class ErrorPublic(BaseModel):
+    code: str
+    message: str
+    details: dict[str, Any]
+    request_id: str | None
+    timestamp: str
+
+
+class Envelope(BaseModel, Generic[DataT]):
+    """``{"success", "data", "error", "meta"}``; declared as ``response_model=Envelope[XPublic]``."""
+
+    success: bool
+    data: DataT
+    error: ErrorPublic | None
+    meta: Meta
 
 
 def timestamp() -> str:
@@ -22,8 +47,16 @@ def meta(request_id: str | None, **extra: Any) -> dict[str, Any]:
     return {"request_id": request_id, "timestamp": timestamp(), **extra}
 
 
-def ok(data: Any, *, request_id: str | None = None, status_code: int = 200) -> JSONResponse:
-    body = {"success": True, "data": data, "error": None, "meta": meta(request_id)}
+def ok(
+    data: BaseModel | dict[str, Any],
+    *,
+    request_id: str | None = None,
+    status_code: int = 200,
+) -> JSONResponse:
+    """The success envelope around ``data``: a response model, or the JSON dump of
+    one when the route leaves some of its keys out."""
+    payload = data.model_dump(mode="json", by_alias=True) if isinstance(data, BaseModel) else data
+    body = {"success": True, "data": payload, "error": None, "meta": meta(request_id)}
     return JSONResponse(body, status_code=status_code)
 
 

@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError
 
 from api.envelope import error_body, is_partio_path
-from engine.errors import WeftError
+from engine.platform.errors import WeftError
 
 log = logging.getLogger("weft.api")
 
@@ -125,7 +125,8 @@ def install_error_handlers(app: FastAPI) -> None:
             message = f"No route for {request.method} {request.url.path}"
         if exc.status_code == 405:
             message = f"Method {request.method} is not allowed on {request.url.path}"
-        return error_response(request, exc.status_code, code, message, None, exc.headers)
+        headers = dict(exc.headers) if exc.headers else None
+        return error_response(request, exc.status_code, code, message, None, headers)
 
     @app.exception_handler(SQLAlchemyTimeout)
     async def on_database_busy(request: Request, exc: SQLAlchemyTimeout) -> JSONResponse:

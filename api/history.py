@@ -15,8 +15,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from engine.request_history import HistoryEntry, RequestHistory
-from engine.settings import Settings
+from engine.audit.request_history import HistoryEntry, RequestHistory
+from engine.platform.settings import Settings
 
 # Probes and docs would drown the history and say nothing about API use.
 SKIPPED_PATHS = frozenset(

@@ -8,8 +8,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from api.deps import Caller, ResourcesDep
-from engine.errors import Forbidden
-from engine.model_runtime import CallContext, ModelRuntime
+from engine.ai.runtime import CallContext, ModelRuntime
+from engine.platform.errors import Forbidden
 
 
 def get_models(resources: ResourcesDep) -> ModelRuntime:

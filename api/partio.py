@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_pascal
 
-from engine.enumeration import EnumerationQuery, Order, Page
+from engine.db.paging import EnumerationQuery, Order, Page
 
 
 class PascalModel(BaseModel):

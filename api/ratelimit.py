@@ -17,10 +17,10 @@ import jwt
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.middleware import header_value, send_error
-from engine.errors import Unavailable
-from engine.ratelimit import RateDecision, RateLimiter, route_group
-from engine.security import API_KEY_PREFIX
-from engine.settings import Settings
+from engine.identity.hashing import API_KEY_PREFIX
+from engine.platform.errors import Unavailable
+from engine.platform.ratelimit import RateDecision, RateLimiter, route_group
+from engine.platform.settings import Settings
 
 # Liveness and readiness probes are still counted, but when the limiter is
 # unavailable they pass: a Redis outage must not make orchestrators restart

@@ -11,13 +11,13 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
-from engine import temporal
-from engine.db import create_engine, create_sessionmaker
-from engine.model_runtime import ModelRuntime
-from engine.providers import local
-from engine.ratelimit import MemoryRateLimiter, RateLimiter, build_rate_limiter
-from engine.request_history import RequestHistory
-from engine.settings import Settings
+from engine.ai.providers import local
+from engine.ai.runtime import ModelRuntime
+from engine.audit.request_history import RequestHistory
+from engine.db.connection import create_engine, create_sessionmaker
+from engine.platform import temporal
+from engine.platform.ratelimit import MemoryRateLimiter, RateLimiter, build_rate_limiter
+from engine.platform.settings import Settings
 from engine.storage import BlobStore, blob_store
 from engine.vectors import VectorIndex, vector_index
 
@@ -48,7 +48,7 @@ class Resources:
 
     @property
     def http(self) -> httpx.AsyncClient:
-        """The shared client for outbound calls (through ``engine.egress``)."""
+        """The shared client for outbound calls (through ``engine.platform.egress``)."""
         return self.models.http
 
     @classmethod

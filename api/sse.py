@@ -15,9 +15,9 @@ import anyio
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from engine.chat_stream import ChatStream
-from engine.errors import WeftError
-from engine.providers.base import ChatChunk
+from engine.ai.providers.base import ChatChunk
+from engine.ai.streaming import ChatStream
+from engine.platform.errors import WeftError
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 

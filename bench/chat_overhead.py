@@ -31,10 +31,10 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine import migrate  # noqa: E402
-from engine.accounts import create_tenant_with_defaults  # noqa: E402
-from engine.db import create_engine, create_sessionmaker, transaction  # noqa: E402
-from engine.settings import Settings  # noqa: E402
+from engine.db import migrate  # noqa: E402
+from engine.db.connection import create_engine, create_sessionmaker, transaction  # noqa: E402
+from engine.identity.accounts import create_tenant_with_defaults  # noqa: E402
+from engine.platform.settings import Settings  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
 
 FAKE_SERVER = """

@@ -35,16 +35,16 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine import migrate  # noqa: E402
-from engine.accounts import create_tenant_with_defaults  # noqa: E402
-from engine.chunking import ChunkingConfig, chunk_pages  # noqa: E402
-from engine.db import create_engine, create_sessionmaker, transaction  # noqa: E402
-from engine.extract import extract_pages  # noqa: E402
-from engine.models import Chunk, ChunkVector, File  # noqa: E402
-from engine.providers import local  # noqa: E402
-from engine.settings import Settings  # noqa: E402
-from engine.temporal import SEARCH_ATTRIBUTES, temporal_cli_path  # noqa: E402
-from engine.vectors import bump_generation  # noqa: E402
+from engine.ai.providers import local  # noqa: E402
+from engine.db import migrate  # noqa: E402
+from engine.db.connection import create_engine, create_sessionmaker, transaction  # noqa: E402
+from engine.db.tables import Chunk, ChunkVector, File  # noqa: E402
+from engine.documents.chunking import ChunkingConfig, chunk_pages  # noqa: E402
+from engine.documents.extract import extract_pages  # noqa: E402
+from engine.identity.accounts import create_tenant_with_defaults  # noqa: E402
+from engine.platform.settings import Settings  # noqa: E402
+from engine.platform.temporal import SEARCH_ATTRIBUTES, temporal_cli_path  # noqa: E402
+from engine.vectors.database import bump_generation  # noqa: E402
 
 WORDS = [
     "orchestration",

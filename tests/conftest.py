@@ -26,12 +26,12 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
-from engine import migrate
-from engine.accounts import create_tenant_with_defaults, ensure_first_admin
-from engine.db import create_engine, create_sessionmaker, transaction
-from engine.queues import ALL_QUEUES
-from engine.settings import Settings
-from engine.temporal import SEARCH_ATTRIBUTES, temporal_cli_path
+from engine.db import migrate
+from engine.db.connection import create_engine, create_sessionmaker, transaction
+from engine.identity.accounts import create_tenant_with_defaults, ensure_first_admin
+from engine.platform.queues import ALL_QUEUES
+from engine.platform.settings import Settings
+from engine.platform.temporal import SEARCH_ATTRIBUTES, temporal_cli_path
 from workers.main import build_workers
 
 # Real HTTP servers speaking the Ollama and OpenAI wire formats (fake_ollama, fake_openai).

@@ -11,9 +11,9 @@ import httpx
 from sqlalchemy import select
 
 from api.app import create_app
-from engine.db import create_engine, create_sessionmaker
-from engine.models import UsageRecord
-from engine.settings import Settings
+from engine.db.connection import create_engine, create_sessionmaker
+from engine.db.tables import UsageRecord
+from engine.platform.settings import Settings
 from tests.conftest import TenantFixture, api_client, make_tenant
 from tests.fake_providers import FakeProvider
 
@@ -96,9 +96,9 @@ async def tenant_admin_key(settings: Settings, tenant_id: str) -> str:
     """An API key of a tenant administrator (the ``admin`` scope, inside that tenant)."""
     import uuid
 
-    from engine import accounts
-    from engine.db import transaction
-    from engine.models import Tenant
+    from engine.db.connection import transaction
+    from engine.db.tables import Tenant
+    from engine.identity import accounts
 
     engine = create_engine(settings)
     try:

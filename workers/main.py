@@ -23,12 +23,12 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from engine import temporal
-from engine.db import create_engine, create_sessionmaker
-from engine.egress import new_http_client
-from engine.providers import local
-from engine.queues import TaskQueue, queue_name
-from engine.settings import Settings
+from engine.ai.providers import local
+from engine.db.connection import create_engine, create_sessionmaker
+from engine.platform import temporal
+from engine.platform.egress import new_http_client
+from engine.platform.queues import TaskQueue, queue_name
+from engine.platform.settings import Settings
 from engine.storage import BlobStore, blob_store
 from engine.vectors import VectorIndex, vector_index
 from workers.activities.cells import CellActivities
@@ -50,13 +50,22 @@ WORKFLOWS: list[type] = [
 ]
 
 
-# Workflow code stays sandboxed; the pydantic and engine modules its payloads come
+# Workflow code stays sandboxed; the pure modules its payloads and queue names come
 # from are passed through instead of being re-imported for every run (cheaper
-# workflow tasks; they hold no per-run state).
+# workflow tasks; they hold no per-run state). Named one by one, not the whole
+# ``engine`` package, which would pass the database layer through unnoticed.
+# Imports inside ``workflow.unsafe.imports_passed_through()`` pass through whatever
+# this says, so tests/test_activity_contracts.py checks that these modules, and every
+# workflow module, load no I/O library.
+WORKFLOW_PASSTHROUGH_MODULES = (
+    "pydantic",
+    "pydantic_core",
+    "annotated_types",
+    "engine.platform.queues",
+    "engine.documents.chunking",
+)
 WORKFLOW_RUNNER = SandboxedWorkflowRunner(
-    restrictions=SandboxRestrictions.default.with_passthrough_modules(
-        "pydantic", "pydantic_core", "annotated_types", "engine"
-    )
+    restrictions=SandboxRestrictions.default.with_passthrough_modules(*WORKFLOW_PASSTHROUGH_MODULES)
 )
 
 # CPU-bound work runs in threads (to_thread) and torch/onnxruntime use every core

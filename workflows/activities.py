@@ -1,15 +1,49 @@
-"""Names and payloads of the activities that workflows call.
+"""The activities that workflows call: each one's name (``Activity``) and, beside it,
+its contract (``ActivityDef``: the name with its argument and result types).
 
-Implementations live in ``workers/activities`` and register under these names;
-workflows refer to them through this enum, so neither side spells a string.
+Both sides use the contracts. A workflow schedules ``await EXTRACT_TEXT.execute(arg,
+**options)``; the implementation in ``workers/activities`` registers with
+``@EXTRACT_TEXT.defn``. mypy checks the argument and the result on both sides, and
+nobody spells a name. Workflows cannot take typed references to the
+implementations themselves: those modules import the database and HTTP clients,
+which must never load into workflow code.
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any, Generic, TypeVar, Unpack
 
 from pydantic import BaseModel
+from temporalio import activity, workflow
+
+from workflows.documents import (
+    AssembleInput,
+    AssembleResult,
+    CellChunksResult,
+    CellsInput,
+    ChunkInput,
+    ChunkResult,
+    EmbedInput,
+    EmbedResult,
+    ExtractInput,
+    ExtractResult,
+    FinishInput,
+    IndexInput,
+    IndexResult,
+)
+
+ArgT = TypeVar("ArgT")
+ResultT = TypeVar("ResultT")
+SelfT = TypeVar("SelfT")
 
 
 class Activity(StrEnum):
+    """Activity names. They are part of every recorded history: renaming one breaks
+    the replay of runs that are still open."""
+
     PING_QUEUE = "ping_queue"
     EXTRACT_TEXT = "extract_text"
     CHUNK_TEXT = "chunk_text"
@@ -19,6 +53,54 @@ class Activity(StrEnum):
     PULL_MODEL = "pull_model"
     CHUNK_CELLS = "chunk_cells"
     ASSEMBLE_CELLS = "assemble_cells"
+
+
+@dataclass(frozen=True)
+class ActivityDef(Generic[ArgT, ResultT]):
+    """An activity's contract: the name it is registered under, its argument and result types.
+
+    Every activity takes exactly one payload argument, so the contract has one
+    argument type.
+    """
+
+    name: Activity
+    arg_type: type[ArgT]
+    result_type: type[ResultT]
+
+    async def execute(self, arg: ArgT, **options: Unpack[workflow.ActivityConfig]) -> ResultT:
+        """Schedule this activity from a workflow and wait for its result.
+
+        This issues exactly the command that ``workflow.execute_activity(name, arg,
+        result_type=..., **options)`` does, with only the options given here, so
+        histories recorded before these declarations existed still replay.
+
+        Args:
+            arg: The activity's one payload.
+            **options: Timeouts, retry policy, task queue and the rest of
+                ``workflow.execute_activity``'s keyword options.
+
+        Returns:
+            The activity's result, decoded as ``result_type``.
+        """
+        result: ResultT = await workflow.execute_activity(
+            self.name, arg, result_type=self.result_type, **options
+        )
+        return result
+
+    def defn(
+        self, fn: Callable[[SelfT, ArgT], Coroutine[Any, Any, ResultT]]
+    ) -> Callable[[SelfT, ArgT], Coroutine[Any, Any, ResultT]]:
+        """Register an activity method under this name (``activity.defn(name=...)``).
+
+        mypy rejects a method whose parameter or result does not fit the contract.
+
+        Args:
+            fn: An ``async`` method of an activity class taking the one payload.
+
+        Returns:
+            ``fn`` itself, marked as this activity.
+        """
+        return activity.defn(name=self.name)(fn)
 
 
 class PingInput(BaseModel):
@@ -44,3 +126,15 @@ class PullModelResult(BaseModel):
     status: str
     total: int | None = None
     completed: int | None = None
+
+
+# One contract per name (tests/test_activity_contracts.py holds the implementations to them).
+PING_QUEUE = ActivityDef(Activity.PING_QUEUE, PingInput, PingResult)
+EXTRACT_TEXT = ActivityDef(Activity.EXTRACT_TEXT, ExtractInput, ExtractResult)
+CHUNK_TEXT = ActivityDef(Activity.CHUNK_TEXT, ChunkInput, ChunkResult)
+EMBED_CHUNKS = ActivityDef(Activity.EMBED_CHUNKS, EmbedInput, EmbedResult)
+INDEX_CHUNKS = ActivityDef(Activity.INDEX_CHUNKS, IndexInput, IndexResult)
+FINISH_DOCUMENT = ActivityDef(Activity.FINISH_DOCUMENT, FinishInput, type(None))
+PULL_MODEL = ActivityDef(Activity.PULL_MODEL, PullModelInput, PullModelResult)
+CHUNK_CELLS = ActivityDef(Activity.CHUNK_CELLS, CellsInput, CellChunksResult)
+ASSEMBLE_CELLS = ActivityDef(Activity.ASSEMBLE_CELLS, AssembleInput, AssembleResult)

@@ -18,24 +18,30 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from engine.chunking import ChunkingConfig
-    from engine.queues import TaskQueue
-    from workflows.activities import Activity
+    from engine.documents.chunking import ChunkingConfig
+    from engine.platform.queues import TaskQueue
+    from workflows.activities import (
+        CHUNK_TEXT,
+        EMBED_CHUNKS,
+        EXTRACT_TEXT,
+        FINISH_DOCUMENT,
+        INDEX_CHUNKS,
+        ActivityDef,
+    )
     from workflows.documents import (
         ChunkInput,
         ChunkResult,
         DocumentRef,
         EmbeddingSpec,
         EmbedInput,
-        EmbedResult,
         ExtractInput,
         ExtractResult,
         FinishInput,
         IndexInput,
-        IndexResult,
     )
 
-T = TypeVar("T")
+ArgT = TypeVar("ArgT")
+ResultT = TypeVar("ResultT")
 PAGES_PER_BATCH = 20
 CHUNKS_PER_BATCH = 128  # DESIGN.md: embed 64+ chunks per activity
 PERMANENT = [
@@ -143,7 +149,7 @@ class DocumentProcessingWorkflow:
                     ocr_pages += batch.ocr_pages
                 self._progress.stage = "chunking"
                 chunk_input = ChunkInput(ref=ref, pages_keys=pages_keys, chunking=params.chunking)
-                chunked = await self._cpu(Activity.CHUNK_TEXT, chunk_input, ChunkResult)
+                chunked = await self._cpu(CHUNK_TEXT, chunk_input)
         chunks_key = chunked.chunks_key
         total = chunked.chunks
         model = None
@@ -181,7 +187,7 @@ class DocumentProcessingWorkflow:
             ocr=params.ocr,
             chunking=chunking,
         )
-        result = await self._cpu(Activity.EXTRACT_TEXT, batch, ExtractResult)
+        result = await self._cpu(EXTRACT_TEXT, batch)
         self._progress.pages_done += result.pages
         return result
 
@@ -201,10 +207,8 @@ class DocumentProcessingWorkflow:
                 embedding=spec,
                 workflow_id=workflow.info().workflow_id,
             )
-            embedded: EmbedResult = await workflow.execute_activity(
-                Activity.EMBED_CHUNKS,
+            embedded = await EMBED_CHUNKS.execute(
                 batch,
-                result_type=EmbedResult,
                 task_queue=_queue(TaskQueue.ML),
                 start_to_close_timeout=timedelta(minutes=15),
                 heartbeat_timeout=timedelta(seconds=15),
@@ -214,8 +218,7 @@ class DocumentProcessingWorkflow:
             model = embedded.model
             self._progress.chunks_done += embedded.count
         self._progress.stage = "indexing"
-        indexed: IndexResult = await workflow.execute_activity(
-            Activity.INDEX_CHUNKS,
+        indexed = await INDEX_CHUNKS.execute(
             IndexInput(
                 ref=ref,
                 chunks_key=chunks_key,
@@ -223,28 +226,24 @@ class DocumentProcessingWorkflow:
                 model=model,
                 finish=finish.model_copy(update={"model": model}),
             ),
-            result_type=IndexResult,
             task_queue=_queue(TaskQueue.IO),
             start_to_close_timeout=timedelta(minutes=10),
             retry_policy=RETRY,
         )
         return indexed.chunks, model
 
-    async def _cpu(self, activity: Activity, arg: object, result_type: type[T]) -> T:
-        result: T = await workflow.execute_activity(
-            activity,
+    async def _cpu(self, activity: ActivityDef[ArgT, ResultT], arg: ArgT) -> ResultT:
+        """Run a long CPU activity (extraction, chunking): heartbeating, on weft-cpu."""
+        return await activity.execute(
             arg,
-            result_type=result_type,
             task_queue=_queue(TaskQueue.CPU),
             start_to_close_timeout=timedelta(minutes=30),
             heartbeat_timeout=timedelta(seconds=60),
             retry_policy=RETRY,
         )
-        return result
 
     async def _finish(self, ref: DocumentRef, **fields: object) -> None:
-        await workflow.execute_activity(
-            Activity.FINISH_DOCUMENT,
+        await FINISH_DOCUMENT.execute(
             FinishInput(ref=ref, workflow_id=workflow.info().workflow_id, **fields),
             task_queue=_queue(TaskQueue.IO),
             start_to_close_timeout=timedelta(minutes=2),

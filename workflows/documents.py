@@ -1,4 +1,4 @@
-"""Payloads of the document activities (names live in workflows.activities.Activity).
+"""Payloads of the document activities (declared with their names in workflows.activities).
 
 Only ids, blob keys, counts and short excerpts travel through workflow history;
 document text and vectors stay in blob storage and the database.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from engine.chunking import ChunkingConfig
+from engine.documents.chunking import ChunkingConfig
 
 
 class EmbeddingSpec(BaseModel):

@@ -17,8 +17,8 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from engine.queues import TaskQueue
-    from workflows.activities import Activity, PullModelInput, PullModelResult
+    from engine.platform.queues import TaskQueue
+    from workflows.activities import PULL_MODEL, PullModelInput
 
 # Failures that another attempt cannot fix.
 PERMANENT = ["MODEL_NOT_AVAILABLE", "EGRESS_DENIED", "NOT_FOUND", "VALIDATION_ERROR"]
@@ -62,10 +62,8 @@ class ModelPullWorkflow:
         own = workflow.info().task_queue  # activity queue with this run's prefix
         queue = own[: len(own) - len(TaskQueue.WORKFLOWS.value)] + TaskQueue.IO.value
         try:
-            result = await workflow.execute_activity(
-                Activity.PULL_MODEL,
+            result = await PULL_MODEL.execute(
                 PullModelInput(provider=params.provider, model=params.model),
-                result_type=PullModelResult,
                 task_queue=queue,
                 start_to_close_timeout=timedelta(hours=6),
                 heartbeat_timeout=timedelta(minutes=2),

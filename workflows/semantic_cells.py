@@ -13,18 +13,16 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from engine.queues import TaskQueue
-    from workflows.activities import Activity
+    from engine.platform.queues import TaskQueue
+    from workflows.activities import ASSEMBLE_CELLS, CHUNK_CELLS, EMBED_CHUNKS
     from workflows.document_processing import CHUNKS_PER_BATCH, RETRY, _queue
     from workflows.documents import (
         AssembleInput,
         AssembleResult,
-        CellChunksResult,
         CellsInput,
         DocumentRef,
         EmbeddingSpec,
         EmbedInput,
-        EmbedResult,
     )
 
 
@@ -33,10 +31,8 @@ class SemanticCellsWorkflow:
     @workflow.run
     async def run(self, params: CellsInput) -> AssembleResult:
         ref = DocumentRef(tenant_id=params.tenant_id, file_id=f"cells-{params.batch_id}")
-        chunked: CellChunksResult = await workflow.execute_activity(
-            Activity.CHUNK_CELLS,
+        chunked = await CHUNK_CELLS.execute(
             params,
-            result_type=CellChunksResult,
             task_queue=_queue(TaskQueue.CPU),
             start_to_close_timeout=timedelta(minutes=10),
             retry_policy=RETRY,
@@ -44,8 +40,7 @@ class SemanticCellsWorkflow:
         # Vectors are stored raw; each cell's own L2Normalization applies when assembling.
         spec = EmbeddingSpec(model=params.model, endpoint_id=params.endpoint_id, normalize=False)
         batches = [
-            workflow.execute_activity(
-                Activity.EMBED_CHUNKS,
+            EMBED_CHUNKS.execute(
                 EmbedInput(
                     ref=ref,
                     chunks_key=chunked.chunks_key,
@@ -54,7 +49,6 @@ class SemanticCellsWorkflow:
                     embedding=spec,
                     workflow_id=workflow.info().workflow_id,
                 ),
-                result_type=EmbedResult,
                 task_queue=_queue(TaskQueue.ML),
                 start_to_close_timeout=timedelta(minutes=15),
                 heartbeat_timeout=timedelta(seconds=15),
@@ -62,18 +56,15 @@ class SemanticCellsWorkflow:
             )
             for start in range(0, chunked.chunks, CHUNKS_PER_BATCH)
         ]
-        embedded: list[EmbedResult] = list(await asyncio.gather(*batches))
-        result: AssembleResult = await workflow.execute_activity(
-            Activity.ASSEMBLE_CELLS,
+        embedded = await asyncio.gather(*batches)
+        return await ASSEMBLE_CELLS.execute(
             AssembleInput(
                 ref=ref,
                 cells_key=params.cells_key,
                 chunks_key=chunked.chunks_key,
                 vectors_keys=[item.vectors_key for item in embedded],
             ),
-            result_type=AssembleResult,
             task_queue=_queue(TaskQueue.CPU),
             start_to_close_timeout=timedelta(minutes=10),
             retry_policy=RetryPolicy(maximum_attempts=5),
         )
-        return result

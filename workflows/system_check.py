@@ -13,8 +13,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from engine.queues import ACTIVITY_QUEUES
-    from workflows.activities import Activity, PingInput, PingResult
+    from engine.platform.queues import ACTIVITY_QUEUES
+    from workflows.activities import PING_QUEUE, PingInput, PingResult
 
 
 class SystemCheckInput(BaseModel):
@@ -34,10 +34,8 @@ class SystemCheckWorkflow:
         for queue in params.queues:
             # A short schedule-to-start bound: a queue nobody serves fails the
             # check instead of waiting forever.
-            answer = await workflow.execute_activity(
-                Activity.PING_QUEUE,
+            answer = await PING_QUEUE.execute(
                 PingInput(queue=queue),
-                result_type=PingResult,
                 task_queue=queue,
                 schedule_to_close_timeout=timedelta(seconds=30),
                 retry_policy=RetryPolicy(maximum_attempts=3),

@@ -11,10 +11,10 @@ from pydantic import BaseModel, Field, field_validator
 
 from api.deps import Caller, requires
 from api.envelope import ok
-from engine import accounts
-from engine.auth import SCOPES
-from engine.errors import Forbidden, InvalidInput, NotFound
-from engine.models import ApiKey, User
+from engine.db.tables import ApiKey, User
+from engine.identity import accounts
+from engine.identity.principals import SCOPES
+from engine.platform.errors import Forbidden, InvalidInput, NotFound
 
 router = APIRouter(prefix="/api/v1/api-keys", tags=["api keys"])
 

@@ -14,9 +14,9 @@ from pydantic import BaseModel, Field
 
 from api.deps import Caller, ResourcesDep, SessionDep, requires
 from api.envelope import ok
-from engine import sessions
-from engine.models import User
-from engine.sessions import TokenPair
+from engine.db.tables import User
+from engine.identity import sign_in
+from engine.identity.sign_in import TokenPair
 
 v1 = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 auterity = APIRouter(prefix="/api/auth", tags=["auth (auterity)"])
@@ -71,7 +71,7 @@ def tokens_public(pair: TokenPair, token_type: str) -> dict[str, Any]:
 
 
 async def _register(db: SessionDep, resources: ResourcesDep, body: RegisterRequest) -> User:
-    user = await sessions.register(
+    user = await sign_in.register(
         db, resources.settings, body.email, body.password, body.full_name or body.name
     )
     await db.commit()
@@ -79,7 +79,7 @@ async def _register(db: SessionDep, resources: ResourcesDep, body: RegisterReque
 
 
 async def _login(db: SessionDep, resources: ResourcesDep, body: LoginRequest) -> TokenPair:
-    pair = await sessions.login(
+    pair = await sign_in.login(
         db, resources.settings, body.email, body.password, resources.rate_limiter
     )
     await db.commit()
@@ -87,7 +87,7 @@ async def _login(db: SessionDep, resources: ResourcesDep, body: LoginRequest) ->
 
 
 async def _refresh(db: SessionDep, resources: ResourcesDep, body: RefreshRequest) -> TokenPair:
-    pair = await sessions.refresh(db, resources.settings, body.refresh_token)
+    pair = await sign_in.refresh(db, resources.settings, body.refresh_token)
     await db.commit()
     return pair
 
@@ -95,8 +95,8 @@ async def _refresh(db: SessionDep, resources: ResourcesDep, body: RefreshRequest
 async def _logout(caller: Caller, body: LogoutRequest | None) -> None:
     family = None
     if body and body.refresh_token:
-        family = await sessions.session_of_refresh_token(caller.settings, body.refresh_token)
-    await sessions.logout(caller.session, caller.principal, family)
+        family = await sign_in.session_of_refresh_token(caller.settings, body.refresh_token)
+    await sign_in.logout(caller.session, caller.principal, family)
     await caller.session.commit()
 
 

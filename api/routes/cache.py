@@ -13,8 +13,8 @@ from api.envelope import ok
 from api.model_deps import ModelsDep, call_context
 from api.routes.chat import SimpleChatBody
 from api.sse import error_event
-from engine.chat import complete
-from engine.errors import WeftError
+from engine.ai.chat import complete
+from engine.platform.errors import WeftError
 
 router = APIRouter(prefix="/api/v1/cache", tags=["cache"])
 PATTERN = Field(default="*", min_length=1, max_length=300)

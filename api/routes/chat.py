@@ -14,10 +14,10 @@ from api.deps import Caller, requires
 from api.envelope import ok
 from api.model_deps import ModelsDep, call_context
 from api.sse import error_event, stream_events
-from engine.chat import ChatOutcome, complete
-from engine.chat_stream import open_stream
-from engine.errors import WeftError
-from engine.providers.base import ChatChunk, ChatMessage, ChatRequest
+from engine.ai.chat import ChatOutcome, complete
+from engine.ai.providers.base import ChatChunk, ChatMessage, ChatRequest
+from engine.ai.streaming import open_stream
+from engine.platform.errors import WeftError
 
 router = APIRouter(prefix="/api/v1", tags=["chat"])
 MAX_CONTENT = 200_000

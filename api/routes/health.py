@@ -7,15 +7,26 @@ partio paths answer partio's PascalCase object.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
 from api.deps import ResourcesDep
 from api.envelope import timestamp
+from api.schemas.health import (
+    CheckPublic,
+    ChecksPublic,
+    ComponentsPublic,
+    HealthDetailedPublic,
+    HealthPublic,
+    PartioHealthPublic,
+    QueueSummaryPublic,
+    ReadyChecksPublic,
+    ReadyPublic,
+    ServicesPublic,
+)
 from engine import __version__
-from engine.health import (
+from engine.platform.health import (
     HealthReport,
     Status,
     check_database,
@@ -35,55 +46,75 @@ async def _report(resources: ResourcesDep) -> HealthReport:
     )
 
 
-def _summary(report: HealthReport, uptime: float) -> dict[str, Any]:
-    services: dict[str, Any] = {name: check.status.value for name, check in report.checks.items()}
+def _summary(report: HealthReport, uptime: float) -> HealthPublic:
     queue_states = {check.status for check in report.queues.values()}
-    services["workers"] = (
-        Status.HEALTHY.value if queue_states == {Status.HEALTHY} else Status.DEGRADED.value
+    services = ServicesPublic(
+        database=report.checks["database"].status,
+        redis=report.checks["redis"].status,
+        temporal=report.checks["temporal"].status,
+        workers=Status.HEALTHY if queue_states == {Status.HEALTHY} else Status.DEGRADED,
     )
-    return {
-        "status": report.status.value,
-        "version": __version__,
-        "uptime": int(uptime),
-        "uptime_seconds": round(uptime, 3),
-        "timestamp": timestamp(),
-        "services": services,
-        "components": {
-            **services,
-            "task_queues": {
-                name: {"status": check.status.value, "pollers": check.details.get("pollers", 0)}
-                for name, check in report.queues.items()
-            },
-        },
+    task_queues = {
+        name: QueueSummaryPublic(status=check.status, pollers=check.details.get("pollers", 0))
+        for name, check in report.queues.items()
     }
+    return HealthPublic(
+        status=report.status,
+        version=__version__,
+        uptime=int(uptime),
+        uptime_seconds=round(uptime, 3),
+        timestamp=timestamp(),
+        services=services,
+        components=ComponentsPublic(**services.model_dump(), task_queues=task_queues),
+    )
 
 
 # Decorators register bottom-up: GET /health goes first so a wrong method's
 # 405 names GET in its Allow header.
-@router.head("/health", include_in_schema=False)
-@router.get("/api/health", include_in_schema=False)
-@router.get("/api/v1/health", include_in_schema=False)
-@router.get("/health", summary="Liveness and summary health")
-async def read_health(resources: ResourcesDep) -> dict[str, Any]:
+@router.head("/health", include_in_schema=False, response_model=HealthPublic)
+@router.get("/api/health", include_in_schema=False, response_model=HealthPublic)
+@router.get("/api/v1/health", include_in_schema=False, response_model=HealthPublic)
+@router.get("/health", summary="Liveness and summary health", response_model=HealthPublic)
+async def read_health(resources: ResourcesDep) -> HealthPublic:
     return _summary(await _report(resources), resources.uptime_seconds)
 
 
-@router.get("/api/v1/health/detailed", summary="Per-dependency status and latency")
-@router.get("/api/health/detailed", include_in_schema=False)
-async def read_health_detailed(resources: ResourcesDep) -> dict[str, Any]:
+# A probe's keys that do not apply (latency, error, details) are left out, not null.
+@router.get(
+    "/api/v1/health/detailed",
+    summary="Per-dependency status and latency",
+    response_model=HealthDetailedPublic,
+    response_model_exclude_none=True,
+)
+@router.get(
+    "/api/health/detailed",
+    include_in_schema=False,
+    response_model=HealthDetailedPublic,
+    response_model_exclude_none=True,
+)
+async def read_health_detailed(resources: ResourcesDep) -> HealthDetailedPublic:
     report = await _report(resources)
-    return {
-        "overall_status": report.status.value,
-        "status": report.status.value,
-        "version": __version__,
-        "uptime_seconds": round(resources.uptime_seconds, 3),
-        "timestamp": timestamp(),
-        "services": {name: check.as_dict() for name, check in report.checks.items()},
-        "task_queues": {name: check.as_dict() for name, check in report.queues.items()},
-    }
+    return HealthDetailedPublic(
+        overall_status=report.status,
+        status=report.status,
+        version=__version__,
+        uptime_seconds=round(resources.uptime_seconds, 3),
+        timestamp=timestamp(),
+        services=ChecksPublic(
+            database=CheckPublic.of(report.checks["database"]),
+            redis=CheckPublic.of(report.checks["redis"]),
+            temporal=CheckPublic.of(report.checks["temporal"]),
+        ),
+        task_queues={name: CheckPublic.of(check) for name, check in report.queues.items()},
+    )
 
 
-@router.get("/api/ready", summary="Readiness: 503 until the database and Temporal answer")
+@router.get(
+    "/api/ready",
+    summary="Readiness: 503 until the database and Temporal answer",
+    response_model=ReadyPublic,
+    responses={503: {"model": ReadyPublic, "description": "Not ready"}},
+)
 @router.get("/api/v1/ready", include_in_schema=False)
 @router.get("/ready", include_in_schema=False)
 async def read_ready(resources: ResourcesDep) -> JSONResponse:
@@ -91,17 +122,21 @@ async def read_ready(resources: ResourcesDep) -> JSONResponse:
         check_database(resources.engine), check_temporal(resources.temporal)
     )
     ready = database.status is Status.HEALTHY and temporal.status is Status.HEALTHY
-    body = {
-        "ready": ready,
-        "status": "ready" if ready else "not_ready",
-        "timestamp": timestamp(),
-        "checks": {"database": database.as_dict(), "temporal": temporal.as_dict()},
-    }
-    return JSONResponse(body, status_code=200 if ready else 503)
+    body = ReadyPublic(
+        ready=ready,
+        status="ready" if ready else "not_ready",
+        timestamp=timestamp(),
+        checks=ReadyChecksPublic(
+            database=CheckPublic.of(database), temporal=CheckPublic.of(temporal)
+        ),
+    )
+    return JSONResponse(
+        body.model_dump(mode="json", exclude_none=True), status_code=200 if ready else 503
+    )
 
 
-def _partio_status(report: HealthReport) -> dict[str, str]:
-    return {"Status": report.status.value.capitalize(), "Version": __version__}
+def _partio_status(report: HealthReport) -> PartioHealthPublic:
+    return PartioHealthPublic(status=report.status.value.capitalize(), version=__version__)
 
 
 @router.head("/", include_in_schema=False)
@@ -109,7 +144,7 @@ async def head_root() -> Response:
     return Response(status_code=200)
 
 
-@router.get("/", summary="Partio health status")
-@router.get("/v1.0/health", summary="Partio health status")
-async def read_partio_health(resources: ResourcesDep) -> dict[str, str]:
+@router.get("/", summary="Partio health status", response_model=PartioHealthPublic)
+@router.get("/v1.0/health", summary="Partio health status", response_model=PartioHealthPublic)
+async def read_partio_health(resources: ResourcesDep) -> PartioHealthPublic:
     return _partio_status(await _report(resources))

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from api.deps import Caller, requires
 from api.envelope import ok
 from api.model_deps import ModelsDep, require_superuser
-from engine import provider_admin
+from engine.ai import provider_admin
 
 router = APIRouter(prefix="/api/v1/models/providers", tags=["models"])
 

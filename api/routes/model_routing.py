@@ -10,9 +10,9 @@ from pydantic import BaseModel, Field
 
 from api.deps import Caller, requires
 from api.model_deps import ModelsDep, call_context
-from engine import model_views, routing, usage_reports
-from engine.chat import estimate_tokens
-from engine.providers.base import ChatMessage, ChatRequest
+from engine.ai import listings, routing, usage_reports
+from engine.ai.chat import estimate_tokens
+from engine.ai.providers.base import ChatMessage, ChatRequest
 
 router = APIRouter(prefix="/api", tags=["routing (auterity)"])
 DEFAULT_MAX_TOKENS = 512
@@ -144,7 +144,7 @@ def _per_token(model: dict[str, Any]) -> float:
 async def read_auterity_ai_models(
     caller: Annotated[Caller, requires("models:read")], models: ModelsDep
 ) -> dict[str, Any]:
-    catalog = await model_views.catalog(models, caller.tenant_id)
+    catalog = await listings.catalog(models, caller.tenant_id)
     return {
         "models": [
             {
@@ -167,7 +167,7 @@ async def read_auterity_ai_models(
 async def read_available_models(
     caller: Annotated[Caller, requires("models:read")], models: ModelsDep
 ) -> dict[str, Any]:
-    catalog = await model_views.catalog(models, caller.tenant_id)
+    catalog = await listings.catalog(models, caller.tenant_id)
     return {
         "models": [
             {

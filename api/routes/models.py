@@ -4,32 +4,19 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, model_validator
-from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import Caller, TemporalDep, requires
 from api.envelope import ok
 from api.model_deps import ModelsDep, call_context, require_superuser
 from api.routes.chat import simple_public
-from engine import model_views, usage_reports
-from engine.chat import complete
-from engine.errors import NotFound
-from engine.providers.base import ChatMessage, ChatRequest
-from engine.queues import TaskQueue, queue_name
-from engine.temporal import run_attributes
-from workflows.model_pull import (
-    ModelPullInput,
-    ModelPullProgress,
-    ModelPullWorkflow,
-    workflow_id_for,
-)
+from engine.ai import listings, pulls, usage_reports
+from engine.ai.chat import complete
+from engine.ai.providers.base import ChatMessage, ChatRequest
 
 router = APIRouter(prefix="/api/v1", tags=["models"])
 
@@ -68,20 +55,11 @@ class BudgetBody(BaseModel):
     hard_limit: bool = True
 
 
-def _progress_public(workflow_id: str, progress: ModelPullProgress, status: str) -> dict[str, Any]:
-    return {
-        "workflow_id": workflow_id,
-        **progress.model_dump(),
-        "percent": progress.percent,
-        "workflow_status": status,
-    }
-
-
 @router.get("/ai/models", summary="Models the providers have (name, size, digest)")
 async def read_ai_models(
     request: Request, caller: Annotated[Caller, requires("models:read")], models: ModelsDep
 ) -> JSONResponse:
-    return ok({"models": await model_views.installed(models)}, request_id=request.state.request_id)
+    return ok({"models": await listings.installed(models)}, request_id=request.state.request_id)
 
 
 @router.post("/ai/models/pull", status_code=202, summary="Pull a model (ModelPullWorkflow)")
@@ -94,30 +72,16 @@ async def create_model_pull(
     body: PullBody,
 ) -> JSONResponse:
     require_superuser(caller)
-    if body.provider:
-        entry = await models.registry.get(body.provider)
-    else:
-        entry = (await models.registry.resolve(body.model_name)).entry
-    refused = model_views.pull_target_error(entry)
-    if refused is not None:
-        raise refused
-    workflow_id = workflow_id_for(entry.name, body.model_name)
-    handle = await client.start_workflow(
-        ModelPullWorkflow.run,
-        ModelPullInput(provider=entry.name, model=body.model_name),
-        id=workflow_id,
-        task_queue=queue_name(TaskQueue.WORKFLOWS, caller.settings.task_queue_prefix),
-        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        search_attributes=run_attributes(
-            tenant_id=caller.principal.tenant_id or "global",
-            kind="model_pull",
-            started_by=caller.principal.user_id,
-        ),
-        static_summary=f"Pull {body.model_name} onto {entry.name}",
+    data = await pulls.start_pull(
+        models,
+        client,
+        caller.settings,
+        model=body.model_name,
+        provider=body.provider,
+        tenant_id=caller.principal.tenant_id,
+        started_by=caller.principal.user_id,
     )
-    data = {"workflow_id": handle.id, "model": body.model_name, "provider": entry.name}
-    return ok({**data, "status": "pulling"}, request_id=request.state.request_id, status_code=202)
+    return ok(data, request_id=request.state.request_id, status_code=202)
 
 
 @router.get("/ai/models/pull/{workflow_id}", summary="Progress of a model pull")
@@ -128,20 +92,8 @@ async def read_model_pull(
     client: TemporalDep,
     models: ModelsDep,
 ) -> JSONResponse:
-    if not workflow_id.startswith("pull-"):
-        raise NotFound(f"Model pull {workflow_id} not found")
-    handle: WorkflowHandle[Any, Any] = client.get_workflow_handle(workflow_id)
-    try:
-        description = await handle.describe()
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            raise NotFound(f"Model pull {workflow_id} not found") from None
-        raise
-    progress = await handle.query(ModelPullWorkflow.progress, rpc_timeout=timedelta(seconds=10))
-    status = (description.status or WorkflowExecutionStatus.RUNNING).name.lower()
-    if progress.phase != "pulling":
-        models.registry.invalidate()  # the provider's model list changed
-    return ok(_progress_public(workflow_id, progress, status), request_id=request.state.request_id)
+    data = await pulls.read_pull(models, client, workflow_id)
+    return ok(data, request_id=request.state.request_id)
 
 
 @router.delete("/ai/models/{name:path}", summary="Delete a model from its provider")
@@ -153,14 +105,14 @@ async def delete_ai_model(
     models: ModelsDep,
 ) -> JSONResponse:
     require_superuser(caller)
-    return ok(await model_views.delete_model(models, name), request_id=request.state.request_id)
+    return ok(await listings.delete_model(models, name), request_id=request.state.request_id)
 
 
 @router.get("/models", summary="Providers and models (z2 and sutazai shapes)")
 async def read_models(
     request: Request, caller: Annotated[Caller, requires("models:read")], models: ModelsDep
 ) -> JSONResponse:
-    data = await model_views.catalog(models, caller.tenant_id)
+    data = await listings.catalog(models, caller.tenant_id)
     return ok(data, request_id=request.state.request_id)
 
 
@@ -224,7 +176,7 @@ async def read_model_info(
     caller: Annotated[Caller, requires("models:read")],
     models: ModelsDep,
 ) -> JSONResponse:
-    return ok(await model_views.model_info(models, model), request_id=request.state.request_id)
+    return ok(await listings.model_info(models, model), request_id=request.state.request_id)
 
 
 @router.get("/health/circuit-breakers", summary="Circuit breaker of each model provider")

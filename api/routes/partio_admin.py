@@ -31,14 +31,14 @@ from api.partio import (
     enumeration_result,
     utc,
 )
-from engine import accounts
-from engine.auth import USER_SCOPES
-from engine.crypto import encrypt_secret
-from engine.enumeration import enumerate_rows
-from engine.errors import Forbidden, InvalidInput
-from engine.models import ApiKey, EmbeddingEndpoint, Tenant, User
-from engine.scope import TenantScope
-from engine.security import hash_password
+from engine.db.paging import enumerate_rows
+from engine.db.scope import TenantScope
+from engine.db.tables import ApiKey, EmbeddingEndpoint, Tenant, User
+from engine.identity import accounts
+from engine.identity.hashing import hash_password
+from engine.identity.principals import USER_SCOPES
+from engine.platform.crypto import encrypt_secret
+from engine.platform.errors import Forbidden, InvalidInput
 
 router = APIRouter(prefix="/v1.0", tags=["partio"])
 AdminCaller = Annotated[Caller, requires("admin", across_tenants=True)]

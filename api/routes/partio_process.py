@@ -6,9 +6,6 @@ them on the workers; the API waits for the run and answers partio's shapes.
 
 from __future__ import annotations
 
-import json
-import uuid
-from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body
@@ -16,17 +13,11 @@ from pydantic import Field
 
 from api.deps import Caller, ResourcesDep, TemporalDep, requires
 from api.partio import PascalModel
-from engine.chunking import ChunkingConfig, Strategy
-from engine.errors import InvalidInput
-from engine.models import EmbeddingEndpoint
-from engine.queues import TaskQueue, queue_name
-from engine.storage import cells_prefix
-from engine.temporal import run_attributes
-from workflows.documents import AssembleResult, CellsInput
-from workflows.semantic_cells import SemanticCellsWorkflow
+from engine.documents import cells
+from engine.documents.chunking import ChunkingConfig, Strategy
+from engine.platform.errors import InvalidInput
 
 router = APIRouter(prefix="/v1.0/endpoints", tags=["partio"])
-MAX_CELLS = 1000
 
 
 class ChunkingConfiguration(PascalModel):
@@ -65,47 +56,20 @@ class SemanticCellRequest(PascalModel):
 
 async def _process(
     endpoint_id: str,
-    cells: list[SemanticCellRequest],
+    requests: list[SemanticCellRequest],
     caller: Caller,
     resources: ResourcesDep,
     client: TemporalDep,
 ) -> list[dict[str, Any]]:
-    endpoint = await caller.db.get(EmbeddingEndpoint, endpoint_id, what="endpoint")
-    if not endpoint.active:
-        raise InvalidInput(f"endpoint {endpoint_id} is inactive")
-    if not 1 <= len(cells) <= MAX_CELLS:
-        raise InvalidInput(f"send 1 to {MAX_CELLS} cells")
-    batch_id = uuid.uuid4().hex
-    prefix = cells_prefix(endpoint.tenant_id, batch_id)
-    key = f"{prefix}/cells.json"
-    await resources.store.put_bytes(key, json.dumps([c.as_cell() for c in cells]).encode())
-    try:
-        result: AssembleResult = await client.execute_workflow(
-            SemanticCellsWorkflow.run,
-            CellsInput(
-                tenant_id=endpoint.tenant_id,
-                batch_id=batch_id,
-                cells_key=key,
-                endpoint_id=None if endpoint.api_format == "Local" else endpoint.id,
-                model=endpoint.model,
-            ),
-            id=f"cells-{batch_id}",
-            task_queue=queue_name(TaskQueue.WORKFLOWS, caller.settings.task_queue_prefix),
-            execution_timeout=timedelta(minutes=30),
-            search_attributes=run_attributes(
-                tenant_id=endpoint.tenant_id,
-                kind="semantic_cells",
-                started_by=caller.principal.user_id,
-                definition_id=endpoint.id,
-            ),
-            static_summary=f"Process {len(cells)} semantic cell(s) with {endpoint.model}",
-        )
-        answer: list[dict[str, Any]] = json.loads(
-            await resources.store.read_bytes(result.result_key)
-        )
-    finally:
-        await resources.store.delete_prefix(prefix)
-    return answer
+    return await cells.process_cells(
+        caller.db,
+        client,
+        resources.store,
+        caller.settings,
+        endpoint_id,
+        [cell.as_cell() for cell in requests],
+        started_by=caller.principal.user_id,
+    )
 
 
 @router.post("/{endpoint_id}/process", summary="Chunk and embed one semantic cell")

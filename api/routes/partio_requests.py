@@ -15,10 +15,10 @@ from fastapi import APIRouter, Response
 
 from api.deps import Caller, requires
 from api.partio import EnumerationRequest, enumeration_result, utc
-from engine.enumeration import enumerate_rows
-from engine.errors import NotFound
-from engine.models import RequestRecord
-from engine.request_history import delete_record, read_detail
+from engine.audit.request_history import delete_record, read_detail
+from engine.db.paging import enumerate_rows
+from engine.db.tables import RequestRecord
+from engine.platform.errors import NotFound
 
 router = APIRouter(prefix="/v1.0", tags=["partio"])
 AdminCaller = Annotated[Caller, requires("admin", across_tenants=True)]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 from typing import Annotated
 
@@ -12,9 +11,8 @@ from pydantic import BaseModel, Field
 
 from api.deps import Caller, TemporalDep, requires
 from api.envelope import ok
-from engine.queues import ACTIVITY_QUEUES, TaskQueue, queue_name
-from engine.temporal import run_attributes
-from workflows.system_check import SystemCheckInput, SystemCheckWorkflow
+from engine.platform.queues import ACTIVITY_QUEUES, TaskQueue
+from engine.platform.system_check import run_system_check
 
 router = APIRouter(prefix="/api/v1/system", tags=["system"])
 
@@ -31,17 +29,12 @@ async def create_system_check(
     request_body: Annotated[SystemCheckRequest | None, Body()] = None,
 ) -> JSONResponse:
     params = request_body or SystemCheckRequest()
-    prefix = caller.settings.task_queue_prefix
-    workflow_id = f"check-{uuid.uuid4().hex}"
-    result = await client.execute_workflow(
-        SystemCheckWorkflow.run,
-        SystemCheckInput(queues=[queue_name(queue, prefix) for queue in params.queues]),
-        id=workflow_id,
-        task_queue=queue_name(TaskQueue.WORKFLOWS, prefix),
-        execution_timeout=timedelta(seconds=params.timeout_seconds),
-        search_attributes=run_attributes(
-            tenant_id=caller.tenant_id, kind="system_check", started_by=caller.principal.user_id
-        ),
-        static_summary="System check of the task queues",
+    result = await run_system_check(
+        client,
+        caller.settings,
+        params.queues,
+        within=timedelta(seconds=params.timeout_seconds),
+        tenant_id=caller.tenant_id,
+        started_by=caller.principal.user_id,
     )
-    return ok({"workflow_id": workflow_id, **result.model_dump()})
+    return ok(result)

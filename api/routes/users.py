@@ -11,9 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.deps import Caller, requires
 from api.envelope import ok
 from api.routes.auth import user_public
-from engine import accounts
-from engine.errors import Forbidden
-from engine.models import User
+from engine.db.tables import User
+from engine.identity import accounts
+from engine.platform.errors import Forbidden
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
 

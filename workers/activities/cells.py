@@ -12,12 +12,11 @@ import json
 from typing import Any
 
 import numpy as np
-from temporalio import activity
 
-from engine.chunking import ChunkingConfig, chunk_pages
-from engine.providers import local
-from engine.storage import BlobStore, cells_prefix, work_prefix
-from workflows.activities import Activity
+from engine.ai.providers import local
+from engine.documents.chunking import ChunkingConfig, chunk_pages
+from engine.storage.base import BlobStore, cells_prefix, work_prefix
+from workflows.activities import ASSEMBLE_CELLS, CHUNK_CELLS
 from workflows.documents import AssembleInput, AssembleResult, CellChunksResult, CellsInput
 
 
@@ -35,7 +34,7 @@ class CellActivities:
     def __init__(self, store: BlobStore) -> None:
         self.store = store
 
-    @activity.defn(name=Activity.CHUNK_CELLS)
+    @CHUNK_CELLS.defn
     async def chunk_cells(self, params: CellsInput) -> CellChunksResult:
         cells = json.loads(await self.store.read_bytes(params.cells_key))
         items = await asyncio.to_thread(_chunk_cells, cells)
@@ -43,7 +42,7 @@ class CellActivities:
         await self.store.put_bytes(key, json.dumps(items).encode())
         return CellChunksResult(chunks_key=key, chunks=len(items))
 
-    @activity.defn(name=Activity.ASSEMBLE_CELLS)
+    @ASSEMBLE_CELLS.defn
     async def assemble_cells(self, params: AssembleInput) -> AssembleResult:
         cells = json.loads(await self.store.read_bytes(params.cells_key))
         chunks = json.loads(await self.store.read_bytes(params.chunks_key))

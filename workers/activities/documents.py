@@ -19,24 +19,32 @@ from typing import Any, TypeVar
 
 import httpx
 import numpy as np
+import numpy.typing as npt
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from engine import events
-from engine.chunking import ChunkingConfig, chunk_pages
-from engine.errors import WeftError
-from engine.extract import DocumentError, PageText, count_pages, extract_pages
-from engine.models import Chunk, ChunkVector, EmbeddingEndpoint, File, UsageRecord
-from engine.providers import local
-from engine.providers.base import EmbeddingProvider
-from engine.settings import Settings
-from engine.sniff import sniff
-from engine.storage import BlobStore, local_copy, work_prefix
-from engine.usage import record_usage
-from engine.vectors import VectorIndex, VectorRow
-from workflows.activities import Activity
+from engine.ai.providers import local
+from engine.ai.providers.base import EmbeddingProvider
+from engine.ai.providers.endpoints import endpoint_embedder
+from engine.ai.usage import record_usage
+from engine.db.tables import Chunk, ChunkVector, EmbeddingEndpoint, File, UsageRecord
+from engine.documents.chunking import ChunkingConfig, chunk_pages
+from engine.documents.extract import DocumentError, PageText, count_pages, extract_pages
+from engine.documents.sniff import sniff
+from engine.events import outbox
+from engine.platform.errors import WeftError
+from engine.platform.settings import Settings
+from engine.storage.base import BlobStore, local_copy, work_prefix
+from engine.vectors.base import VectorIndex, VectorRow
+from workflows.activities import (
+    CHUNK_TEXT,
+    EMBED_CHUNKS,
+    EXTRACT_TEXT,
+    FINISH_DOCUMENT,
+    INDEX_CHUNKS,
+)
 from workflows.documents import (
     ChunkInput,
     ChunkResult,
@@ -96,7 +104,7 @@ class DocumentActivities:
     async def _json(self, key: str) -> Any:
         return json.loads(await self.store.read_bytes(key))
 
-    @activity.defn(name=Activity.EXTRACT_TEXT)
+    @EXTRACT_TEXT.defn
     async def extract_text(self, params: ExtractInput) -> ExtractResult:
         row = await self._file(params.ref)
         try:
@@ -145,7 +153,7 @@ class DocumentActivities:
         )
         return total, pages
 
-    @activity.defn(name=Activity.CHUNK_TEXT)
+    @CHUNK_TEXT.defn
     async def chunk_text(self, params: ChunkInput) -> ChunkResult:
         payload: list[dict[str, Any]] = []
         for key in params.pages_keys:
@@ -181,22 +189,10 @@ class DocumentActivities:
             )
         if not endpoint.active:
             raise permanent("ENDPOINT_INACTIVE", f"embedding endpoint {endpoint.id} is inactive")
-        if endpoint.api_format == "Local":
-            return local.LocalEmbeddings(normalize=False), local.LOCAL_EMBEDDING_MODEL, "local"
-        from engine.crypto import decrypt_secret
-        from engine.providers.factory import embedding_provider
+        target = endpoint_embedder(endpoint, settings=self.settings, http=self.http)
+        return target.provider, target.model, target.provider_name
 
-        api_key = (
-            decrypt_secret(self.settings, endpoint.api_key_encrypted)
-            if endpoint.api_key_encrypted
-            else None
-        )
-        provider = embedding_provider(
-            endpoint.api_format, endpoint.endpoint, api_key, http=self.http, settings=self.settings
-        )
-        return provider, endpoint.model, endpoint.api_format.lower()
-
-    @activity.defn(name=Activity.EMBED_CHUNKS)
+    @EMBED_CHUNKS.defn
     async def embed_chunks(self, params: EmbedInput) -> EmbedResult:
         chunks = (await self._json(params.chunks_key))[params.start : params.end]
         provider, model, provider_name = await self._embedder(params.ref, params.embedding)
@@ -214,6 +210,8 @@ class DocumentActivities:
             vectors += result.vectors
             tokens += result.tokens
             activity.heartbeat(params.start + offset + len(texts))
+        # Stays float32 when normalized; numpy's stubs type the division as float64.
+        matrix: npt.NDArray[np.floating[Any]]
         matrix = np.asarray(vectors, dtype=np.float32).reshape(len(chunks), -1)
         if params.embedding.normalize and len(matrix):
             norms = np.linalg.norm(matrix, axis=1, keepdims=True)
@@ -253,7 +251,7 @@ class DocumentActivities:
             )
             await session.commit()
 
-    @activity.defn(name=Activity.INDEX_CHUNKS)
+    @INDEX_CHUNKS.defn
     async def index_chunks(self, params: IndexInput) -> IndexResult:
         chunks = await self._json(params.chunks_key)
         parts = [np.load(io.BytesIO(await self.store.read_bytes(k))) for k in params.vectors_keys]
@@ -301,7 +299,7 @@ class DocumentActivities:
             ids.append(current.id)
         return ids
 
-    @activity.defn(name=Activity.FINISH_DOCUMENT)
+    @FINISH_DOCUMENT.defn
     async def finish_document(self, params: FinishInput) -> None:
         async with self.sessions() as session, session.begin():
             await self._apply_finish(session, params)
@@ -322,16 +320,16 @@ class DocumentActivities:
             row.processed_at = datetime.now(UTC)
 
         async def emit(kind: str, data: dict[str, Any]) -> None:
-            await events.emit(session, row.tenant_id, kind, data, dedupe_key=f"{run_id}:{kind}")
+            await outbox.emit(session, row.tenant_id, kind, data, dedupe_key=f"{run_id}:{kind}")
 
         execution = {"execution_id": params.workflow_id}
         if params.ok:
-            await emit(events.FILE_PROCESSED, {
+            await emit(outbox.FILE_PROCESSED, {
                 "file_id": row.id, "ocr_text": params.excerpt, "embedding_id": f"emb_{row.id}",
             })  # fmt: skip
             result = {"file_id": row.id, "chunks": params.chunks}
-            await emit(events.WORKFLOW_COMPLETED, {**execution, "status": "completed",
+            await emit(outbox.WORKFLOW_COMPLETED, {**execution, "status": "completed",
                                                    "result": result})  # fmt: skip
         else:
             error = {"code": params.error_code, "message": params.error_message}
-            await emit(events.WORKFLOW_FAILED, {**execution, "error": error})
+            await emit(outbox.WORKFLOW_FAILED, {**execution, "error": error})

@@ -14,11 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from engine.errors import NotFound, WeftError
-from engine.providers.ollama import OllamaProvider, PullProgress
-from engine.providers.registry import ProviderRegistry
-from engine.settings import Settings
-from workflows.activities import Activity, PullModelInput, PullModelResult
+from engine.ai.providers.ollama import OllamaProvider, PullProgress
+from engine.ai.providers.registry import ProviderRegistry
+from engine.platform.errors import NotFound, WeftError
+from engine.platform.settings import Settings
+from workflows.activities import PULL_MODEL, PullModelInput, PullModelResult
 from workflows.model_pull import ModelPullProgress, ModelPullWorkflow
 
 SIGNAL_EVERY_PERCENT = 5.0
@@ -60,7 +60,7 @@ class ModelActivities:
             )
         return entry.client
 
-    @activity.defn(name=Activity.PULL_MODEL)
+    @PULL_MODEL.defn
     async def pull_model(self, params: PullModelInput) -> PullModelResult:
         provider = await self._ollama(params.provider)
         workflow_id = activity.info().workflow_id

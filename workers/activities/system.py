@@ -6,14 +6,14 @@ import platform
 
 from temporalio import activity
 
-from workflows.activities import Activity, PingInput, PingResult
+from workflows.activities import PING_QUEUE, PingInput, PingResult
 
 
 class SystemActivities:
     def __init__(self, identity: str) -> None:
         self._identity = identity
 
-    @activity.defn(name=Activity.PING_QUEUE)
+    @PING_QUEUE.defn
     async def ping_queue(self, params: PingInput) -> PingResult:
         return PingResult(
             queue=activity.info().task_queue,

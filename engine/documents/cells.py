@@ -1,0 +1,73 @@
+"""Partio's semantic cells: chunk and embed text a client sends, without a file.
+
+The cells wait in blob storage while a ``SemanticCellsWorkflow`` chunks and
+embeds them on the workers; the caller waits for the run, and the blobs are
+removed whatever happens.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from temporalio.client import Client
+
+from engine.db.scope import TenantScope
+from engine.db.tables import EmbeddingEndpoint
+from engine.platform.errors import InvalidInput
+from engine.platform.runs import RunOptions, execute_run
+from engine.platform.settings import Settings
+from engine.storage.base import BlobStore, cells_prefix
+from workflows.documents import AssembleResult, CellsInput
+from workflows.semantic_cells import SemanticCellsWorkflow
+
+MAX_CELLS = 1000
+RUN_TIMEOUT = timedelta(minutes=30)
+
+
+async def process_cells(
+    db: TenantScope,
+    client: Client,
+    store: BlobStore,
+    settings: Settings,
+    endpoint_id: str,
+    cells: list[dict[str, Any]],
+    *,
+    started_by: str,
+) -> list[dict[str, Any]]:
+    """Chunk and embed ``cells`` with the endpoint's model; one result per cell."""
+    endpoint = await db.get(EmbeddingEndpoint, endpoint_id, what="endpoint")
+    if not endpoint.active:
+        raise InvalidInput(f"endpoint {endpoint_id} is inactive")
+    if not 1 <= len(cells) <= MAX_CELLS:
+        raise InvalidInput(f"send 1 to {MAX_CELLS} cells")
+    batch_id = uuid.uuid4().hex
+    prefix = cells_prefix(endpoint.tenant_id, batch_id)
+    key = f"{prefix}/cells.json"
+    await store.put_bytes(key, json.dumps(cells).encode())
+    params = CellsInput(
+        tenant_id=endpoint.tenant_id,
+        batch_id=batch_id,
+        cells_key=key,
+        endpoint_id=None if endpoint.api_format == "Local" else endpoint.id,
+        model=endpoint.model,
+    )
+    run = RunOptions(
+        workflow_id=f"cells-{batch_id}",
+        kind="semantic_cells",
+        tenant_id=endpoint.tenant_id,
+        started_by=started_by,
+        definition_id=endpoint.id,
+        summary=f"Process {len(cells)} semantic cell(s) with {endpoint.model}",
+        execution_timeout=RUN_TIMEOUT,
+    )
+    try:
+        result: AssembleResult = await execute_run(
+            client, settings, SemanticCellsWorkflow.run, params, run
+        )
+        answer: list[dict[str, Any]] = json.loads(await store.read_bytes(result.result_key))
+    finally:
+        await store.delete_prefix(prefix)
+    return answer

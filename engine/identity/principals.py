@@ -1,0 +1,163 @@
+"""Who is calling: a presented credential resolved to a tenant-scoped Principal.
+
+Three kinds of credential are accepted, all as ``Authorization: Bearer …`` (API
+keys also as ``X-API-Key``): API keys and partio credentials (``znt_…``),
+access JWTs from ``/auth/login``, and the global admin keys from settings.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from engine.db.tables import ApiKey, AuthSession, User
+from engine.identity.hashing import API_KEY_PREFIX, hash_api_key
+from engine.identity.tokens import TokenType, decode
+from engine.platform.errors import Unauthorized, WeftError
+from engine.platform.settings import Settings
+
+ADMIN_SCOPE = "admin"
+SCOPES: tuple[str, ...] = (
+    "files:read",
+    "files:write",
+    "ai:chat",
+    "ai:embeddings",
+    "models:read",
+    "models:write",
+    "workflows:read",
+    "workflows:execute",
+    "workflows:write",
+    "agents:read",
+    "agents:write",
+    "webhooks:read",
+    "webhooks:write",
+    "tasks:read",
+    "tasks:write",
+    "keys:read",
+    "keys:write",
+    "profile",
+    ADMIN_SCOPE,
+)
+USER_SCOPES = frozenset(SCOPES) - {ADMIN_SCOPE}
+ROLES = ("admin", "user", "architect", "operator")
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+class InvalidApiKey(WeftError):
+    code = "INVALID_API_KEY"
+
+
+def scopes_for_role(role: str) -> frozenset[str]:
+    """Users signed in with a password act with their role's scopes."""
+    return frozenset({ADMIN_SCOPE}) if role == "admin" else USER_SCOPES
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller of a request; every data access is scoped by ``tenant_id``.
+
+    ``is_superuser`` marks a global administrator (settings admin keys, the first
+    admin): it may manage tenants and act across them. A tenant ``admin`` role
+    is all-powerful inside its own tenant only.
+    """
+
+    user_id: str
+    tenant_id: str | None
+    role: str
+    scopes: frozenset[str]
+    is_superuser: bool = False
+    api_key_id: str | None = None
+    session_id: str | None = None
+
+    def allows(self, scope: str) -> bool:
+        return ADMIN_SCOPE in self.scopes or scope in self.scopes
+
+    @property
+    def kind(self) -> str:
+        if self.api_key_id:
+            return "api_key"
+        return "session" if self.session_id else "admin_key"
+
+
+def looks_like_api_key(token: str) -> bool:
+    return token.startswith(API_KEY_PREFIX)
+
+
+async def authenticate(session: AsyncSession, settings: Settings, credential: str) -> Principal:
+    """Resolve any accepted credential, or raise Unauthorized / InvalidApiKey."""
+    for admin_key in settings.admin_api_keys:
+        if hmac.compare_digest(credential.encode(), admin_key.encode()):
+            return Principal(
+                user_id="admin",
+                tenant_id=None,
+                role="admin",
+                scopes=frozenset({ADMIN_SCOPE}),
+                is_superuser=True,
+            )
+    if looks_like_api_key(credential):
+        return await authenticate_api_key(session, credential)
+    return await authenticate_access_token(session, settings, credential)
+
+
+async def authenticate_api_key(session: AsyncSession, key: str) -> Principal:
+    """Unknown, revoked and inactive keys fail alike; expired ones say so."""
+    now = datetime.now(UTC)
+    row = (
+        await session.execute(
+            select(ApiKey, User)
+            .join(User, User.id == ApiKey.user_id)
+            .where(ApiKey.key_hash == hash_api_key(key))
+        )
+    ).first()
+    if row is None:
+        raise InvalidApiKey("API key invalid or revoked")
+    api_key, user = row
+    if api_key.revoked_at is not None or not user.active:
+        raise InvalidApiKey("API key invalid or revoked")
+    if api_key.expires_at is not None and api_key.expires_at <= now:
+        raise InvalidApiKey(
+            "API key expired", details={"expired_at": api_key.expires_at.isoformat()}
+        )
+    # Record use at most once a minute: a write per request would serialise
+    # every call on the database (SQLite most of all).
+    if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_RESOLUTION:
+        api_key.last_used_at = now
+        await session.commit()
+    return Principal(
+        user_id=user.id,
+        tenant_id=api_key.tenant_id,
+        role=user.role,
+        scopes=frozenset(api_key.scopes),
+        is_superuser=user.is_superuser and ADMIN_SCOPE in api_key.scopes,
+        api_key_id=api_key.id,
+    )
+
+
+async def authenticate_access_token(
+    session: AsyncSession, settings: Settings, token: str
+) -> Principal:
+    claims = decode(settings, token, TokenType.ACCESS)
+    row = (
+        await session.execute(
+            select(AuthSession, User)
+            .join(User, User.id == AuthSession.user_id)
+            .where(AuthSession.id == claims.session_id, User.id == claims.subject)
+        )
+    ).first()
+    if row is None:
+        raise Unauthorized("Invalid or expired token")
+    auth_session, user = row
+    if auth_session.revoked_at is not None or not user.active:
+        raise Unauthorized("Invalid or expired token", details={"reason": "session ended"})
+    return Principal(
+        user_id=user.id,
+        tenant_id=user.tenant_id,
+        role=user.role,
+        scopes=scopes_for_role(user.role),
+        is_superuser=user.is_superuser,
+        session_id=auth_session.id,
+    )

@@ -1,0 +1,109 @@
+"""Starting, reading and cancelling runs: the one place that builds a run's
+start options (id, queue, search attributes, summary, id policies) and maps
+Temporal's "not found" to the engine's own error.
+
+Services call these; routes never see Temporal start options.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from temporalio.client import Client, WorkflowExecutionDescription, WorkflowHandle
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.service import RPCError, RPCStatusCode
+from temporalio.types import MethodAsyncSingleParam
+
+from engine.platform.errors import NotFound
+from engine.platform.queues import TaskQueue, queue_name
+from engine.platform.settings import Settings
+from engine.platform.temporal import run_attributes
+
+SelfT = TypeVar("SelfT")
+ArgT = TypeVar("ArgT")
+ResultT = TypeVar("ResultT")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How one run starts and how the Web UI shows it.
+
+    ``workflow_id`` derives from a domain key, so a repeated start is
+    idempotent; ``join_existing`` makes a start while the run is still going
+    return that run instead of failing (and allows a new run after it closed).
+    """
+
+    workflow_id: str
+    kind: str
+    tenant_id: str
+    started_by: str
+    summary: str
+    definition_id: str | None = None
+    join_existing: bool = False
+    execution_timeout: timedelta | None = None
+
+    def start_kwargs(self, settings: Settings) -> dict[str, Any]:
+        options: dict[str, Any] = {
+            "id": self.workflow_id,
+            "task_queue": queue_name(TaskQueue.WORKFLOWS, settings.task_queue_prefix),
+            "search_attributes": run_attributes(
+                tenant_id=self.tenant_id,
+                kind=self.kind,
+                started_by=self.started_by,
+                definition_id=self.definition_id,
+            ),
+            "static_summary": self.summary,
+        }
+        if self.join_existing:
+            options["id_reuse_policy"] = WorkflowIDReusePolicy.ALLOW_DUPLICATE
+            options["id_conflict_policy"] = WorkflowIDConflictPolicy.USE_EXISTING
+        if self.execution_timeout is not None:
+            options["execution_timeout"] = self.execution_timeout
+        return options
+
+
+async def start_run(
+    client: Client,
+    settings: Settings,
+    run: MethodAsyncSingleParam[SelfT, ArgT, ResultT],
+    arg: ArgT,
+    options: RunOptions,
+) -> WorkflowHandle[SelfT, ResultT]:
+    """Start a run (answers at once with its handle)."""
+    return await client.start_workflow(run, arg, **options.start_kwargs(settings))
+
+
+async def execute_run(
+    client: Client,
+    settings: Settings,
+    run: MethodAsyncSingleParam[SelfT, ArgT, ResultT],
+    arg: ArgT,
+    options: RunOptions,
+) -> ResultT:
+    """Start a run and wait for its result."""
+    return await client.execute_workflow(run, arg, **options.start_kwargs(settings))
+
+
+def is_not_found(exc: RPCError) -> bool:
+    return exc.status == RPCStatusCode.NOT_FOUND
+
+
+async def describe_run(handle: WorkflowHandle[Any, Any], what: str) -> WorkflowExecutionDescription:
+    """The run's description; a run Temporal does not know is ``NotFound`` naming ``what``."""
+    try:
+        return await handle.describe()
+    except RPCError as exc:
+        if is_not_found(exc):
+            raise NotFound(f"{what} {handle.id} not found") from None
+        raise
+
+
+async def cancel_run(client: Client, workflow_id: str) -> None:
+    """Ask a run to cancel; a run that no longer exists needs nothing."""
+    try:
+        await client.get_workflow_handle(workflow_id).cancel()
+    except RPCError as exc:
+        if not is_not_found(exc):
+            raise
