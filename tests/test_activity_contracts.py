@@ -27,7 +27,7 @@ from tests.conftest import make_settings
 from workers.main import WORKFLOW_PASSTHROUGH_MODULES, WorkerResources, activities_by_queue
 from workflows import activities as declarations
 from workflows.activities import EXTRACT_TEXT, Activity, ActivityDef
-from workflows.documents import ChunkInput, ExtractInput, ExtractResult, FinishInput
+from workflows.document_payloads import ChunkInput, ExtractInput, ExtractResult, FinishInput
 
 REPO = Path(__file__).resolve().parent.parent
 

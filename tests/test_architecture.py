@@ -148,8 +148,12 @@ def test_workflow_modules_import_no_io_and_no_workers_or_api() -> None:
                 names = [node.module]
             for name in names:
                 top = name.split(".")[0]
-                if top in io_libraries or top in ("api", "workers") or name.startswith(
-                    ("engine.db", "engine.storage", "engine.vectors", "engine.identity")
+                if (
+                    top in io_libraries
+                    or top in ("api", "workers")
+                    or name.startswith(
+                        ("engine.db", "engine.storage", "engine.vectors", "engine.identity")
+                    )
                 ):
                     found.append(f"{path.relative_to(ROOT)}:{node.lineno} imports {name}")
     assert not found, "\n".join(found)

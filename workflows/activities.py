@@ -19,7 +19,7 @@ from typing import Any, Generic, TypeVar, Unpack
 from pydantic import BaseModel
 from temporalio import activity, workflow
 
-from workflows.documents import (
+from workflows.document_payloads import (
     AssembleInput,
     AssembleResult,
     CellChunksResult,

@@ -28,7 +28,7 @@ with workflow.unsafe.imports_passed_through():
         INDEX_CHUNKS,
         ActivityDef,
     )
-    from workflows.documents import (
+    from workflows.document_payloads import (
         ChunkInput,
         ChunkResult,
         DocumentRef,

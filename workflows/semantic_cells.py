@@ -15,8 +15,7 @@ from temporalio.common import RetryPolicy
 with workflow.unsafe.imports_passed_through():
     from engine.platform.queues import TaskQueue
     from workflows.activities import ASSEMBLE_CELLS, CHUNK_CELLS, EMBED_CHUNKS
-    from workflows.document_processing import CHUNKS_PER_BATCH, RETRY, _queue
-    from workflows.documents import (
+    from workflows.document_payloads import (
         AssembleInput,
         AssembleResult,
         CellsInput,
@@ -24,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
         EmbeddingSpec,
         EmbedInput,
     )
+    from workflows.document_processing import CHUNKS_PER_BATCH, RETRY, _queue
 
 
 @workflow.defn

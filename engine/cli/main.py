@@ -243,5 +243,3 @@ def main(argv: list[str] | None = None) -> int:
         fail(f"cannot use the database: {reason} (check DATABASE_URL)")
     except KeyboardInterrupt:
         return 130
-
-

@@ -20,7 +20,7 @@ from engine.platform.errors import InvalidInput
 from engine.platform.runs import RunOptions, execute_run
 from engine.platform.settings import Settings
 from engine.storage.base import BlobStore, cells_prefix
-from workflows.documents import AssembleResult, CellsInput
+from workflows.document_payloads import AssembleResult, CellsInput
 from workflows.semantic_cells import SemanticCellsWorkflow
 
 MAX_CELLS = 1000

@@ -23,12 +23,12 @@ from engine.platform.runs import RunOptions, cancel_run, describe_run, start_run
 from engine.platform.settings import Settings
 from engine.storage.base import BlobStore, work_prefix
 from engine.vectors.base import VectorIndex
+from workflows.document_payloads import EmbeddingSpec
 from workflows.document_processing import (
     DocumentProcessingInput,
     DocumentProcessingResult,
     DocumentProcessingWorkflow,
 )
-from workflows.documents import EmbeddingSpec
 
 KIND = "document_processor"
 STATUS = {

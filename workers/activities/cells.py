@@ -17,7 +17,7 @@ from engine.ai.providers import local
 from engine.documents.chunking import ChunkingConfig, chunk_pages
 from engine.storage.base import BlobStore, cells_prefix, work_prefix
 from workflows.activities import ASSEMBLE_CELLS, CHUNK_CELLS
-from workflows.documents import AssembleInput, AssembleResult, CellChunksResult, CellsInput
+from workflows.document_payloads import AssembleInput, AssembleResult, CellChunksResult, CellsInput
 
 
 def _chunk_cells(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:

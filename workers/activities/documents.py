@@ -45,7 +45,7 @@ from workflows.activities import (
     FINISH_DOCUMENT,
     INDEX_CHUNKS,
 )
-from workflows.documents import (
+from workflows.document_payloads import (
     ChunkInput,
     ChunkResult,
     DocumentRef,

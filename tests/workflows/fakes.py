@@ -1,0 +1,267 @@
+"""Same-named fake activities, so workflow logic is tested on its own.
+
+Every fake registers with the real activity's contract (``@EXTRACT_TEXT.defn``:
+the same name, argument and result type), so a workflow cannot tell it from a
+worker; but it needs no model, database or blob storage. Each call is recorded with its attempt
+number, ``failures`` are raised before an activity answers, and ``hold`` stops
+one chosen call until the test releases it (to look at a run mid-way).
+
+``serve`` starts the workflows the way ``workers/main.py`` registers them, on a
+fresh set of prefixed task queues, with these fakes on the activity queues.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import platform
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+from temporalio import activity
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.worker import Worker
+
+from engine.platform.queues import TaskQueue, queue_name
+from workers.main import WORKFLOW_RUNNER, WORKFLOWS
+from workflows.activities import (
+    ASSEMBLE_CELLS,
+    CHUNK_CELLS,
+    CHUNK_TEXT,
+    EMBED_CHUNKS,
+    EXTRACT_TEXT,
+    FINISH_DOCUMENT,
+    INDEX_CHUNKS,
+    PING_QUEUE,
+    PULL_MODEL,
+    Activity,
+    PingInput,
+    PingResult,
+    PullModelInput,
+    PullModelResult,
+)
+from workflows.document_payloads import (
+    AssembleInput,
+    AssembleResult,
+    CellChunksResult,
+    CellsInput,
+    ChunkInput,
+    ChunkResult,
+    EmbedInput,
+    EmbedResult,
+    ExtractInput,
+    ExtractResult,
+    FinishInput,
+    IndexInput,
+    IndexResult,
+)
+from workflows.model_pull import ModelPullProgress, ModelPullWorkflow
+
+FAKE_WORKER = "fake-worker"
+PULL_TOTAL = 1_000
+
+
+@dataclass(frozen=True)
+class Call:
+    activity: Activity
+    params: BaseModel
+    attempt: int
+    workflow_id: str
+
+
+@dataclass
+class Hold:
+    """Stop the ``nth`` call of ``activity`` (1-based) until ``release`` is set."""
+
+    activity: Activity
+    nth: int = 1
+    reached: asyncio.Event = field(default_factory=asyncio.Event)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class FakeActivities:
+    """A document of ``pages`` pages that chunks into ``chunks`` chunks (or cells).
+
+    Args:
+        pages: the document's page count.
+        chunks: how many chunks chunking makes (of the text, or of the cells).
+        scanned: the pages that need OCR.
+        cells: how many cells a semantic-cells batch has.
+        failures: errors raised, in order, by the next calls of an activity.
+        hold: one call to stop until the test releases it.
+    """
+
+    def __init__(
+        self,
+        *,
+        pages: int = 1,
+        chunks: int = 10,
+        scanned: Sequence[int] = (),
+        cells: int = 3,
+        failures: Mapping[Activity, Sequence[BaseException]] | None = None,
+        hold: Hold | None = None,
+    ) -> None:
+        self.pages, self.chunks, self.scanned, self.cells = pages, chunks, set(scanned), cells
+        self.failures = {name: list(errors) for name, errors in (failures or {}).items()}
+        self.hold = hold
+        self.calls: list[Call] = []
+
+    def called(self, name: Activity) -> list[Any]:
+        """The parameters of every call of ``name``, in order (retries included)."""
+        return [call.params for call in self.calls if call.activity is name]
+
+    def attempts(self, name: Activity) -> list[int]:
+        return [call.attempt for call in self.calls if call.activity is name]
+
+    def workflow_ids(self) -> set[str]:
+        """The runs that have called any of these activities."""
+        return {call.workflow_id for call in self.calls}
+
+    async def _enter(self, name: Activity, params: BaseModel) -> None:
+        info = activity.info()
+        self.calls.append(Call(name, params, info.attempt, info.workflow_id or ""))
+        if self.failures.get(name):
+            raise self.failures[name].pop(0)
+        hold = self.hold
+        if hold is not None and hold.activity is name and len(self.called(name)) == hold.nth:
+            hold.reached.set()
+            await hold.release.wait()
+
+    def by_queue(self) -> dict[TaskQueue, list[Callable[..., Any]]]:
+        """The activity queues as ``workers.main.activities_by_queue`` lays them out."""
+        return {
+            TaskQueue.IO: [self.ping_queue, self.index_chunks, self.finish_document,
+                           self.pull_model],
+            TaskQueue.CPU: [self.ping_queue, self.extract_text, self.chunk_text,
+                            self.chunk_cells, self.assemble_cells],
+            TaskQueue.ML: [self.ping_queue, self.embed_chunks],
+        }  # fmt: skip
+
+    @PING_QUEUE.defn
+    async def ping_queue(self, params: PingInput) -> PingResult:
+        await self._enter(Activity.PING_QUEUE, params)
+        return PingResult(
+            queue=activity.info().task_queue, worker=FAKE_WORKER, python=platform.python_version()
+        )
+
+    @EXTRACT_TEXT.defn
+    async def extract_text(self, params: ExtractInput) -> ExtractResult:
+        await self._enter(Activity.EXTRACT_TEXT, params)
+        work = f"work/{params.ref.tenant_id}/{params.ref.file_id}"
+        numbers = range(params.first_page, min(params.last_page, self.pages) + 1)
+        chunked = None
+        if params.chunking is not None and params.last_page >= self.pages:
+            chunked = ChunkResult(chunks_key=f"{work}/chunks.json", chunks=self.chunks, tokens=0)
+        return ExtractResult(
+            pages_key=f"{work}/pages/{params.first_page:05d}.json",
+            pages=len(numbers),
+            pages_total=self.pages,
+            chars=100 * len(numbers),
+            ocr_pages=sum(1 for number in numbers if number in self.scanned),
+            excerpt=f"text from page {params.first_page}",
+            chunked=chunked,
+        )
+
+    @CHUNK_TEXT.defn
+    async def chunk_text(self, params: ChunkInput) -> ChunkResult:
+        await self._enter(Activity.CHUNK_TEXT, params)
+        work = f"work/{params.ref.tenant_id}/{params.ref.file_id}"
+        return ChunkResult(chunks_key=f"{work}/chunks.json", chunks=self.chunks, tokens=0)
+
+    @EMBED_CHUNKS.defn
+    async def embed_chunks(self, params: EmbedInput) -> EmbedResult:
+        await self._enter(Activity.EMBED_CHUNKS, params)
+        work = f"work/{params.ref.tenant_id}/{params.ref.file_id}"
+        return EmbedResult(
+            vectors_key=f"{work}/vectors/{params.start:06d}.npy",
+            count=params.end - params.start,
+            tokens=params.end - params.start,
+            model=params.embedding.model,
+            dimensions=384,
+        )
+
+    @INDEX_CHUNKS.defn
+    async def index_chunks(self, params: IndexInput) -> IndexResult:
+        await self._enter(Activity.INDEX_CHUNKS, params)
+        return IndexResult(chunks=self.chunks, vectors=self.chunks)
+
+    @FINISH_DOCUMENT.defn
+    async def finish_document(self, params: FinishInput) -> None:
+        await self._enter(Activity.FINISH_DOCUMENT, params)
+
+    @CHUNK_CELLS.defn
+    async def chunk_cells(self, params: CellsInput) -> CellChunksResult:
+        await self._enter(Activity.CHUNK_CELLS, params)
+        work = f"work/{params.tenant_id}/cells-{params.batch_id}"
+        return CellChunksResult(chunks_key=f"{work}/chunks.json", chunks=self.chunks)
+
+    @ASSEMBLE_CELLS.defn
+    async def assemble_cells(self, params: AssembleInput) -> AssembleResult:
+        await self._enter(Activity.ASSEMBLE_CELLS, params)
+        work = f"work/{params.ref.tenant_id}/{params.ref.file_id}"
+        return AssembleResult(
+            result_key=f"{work}/result.json", cells=self.cells, chunks=self.chunks
+        )
+
+    @PULL_MODEL.defn
+    async def pull_model(self, params: PullModelInput) -> PullModelResult:
+        # Like the real activity: tell the workflow how far the pull is before the
+        # (held) rest of the download, then answer with the final line's status.
+        handle = activity.client().get_workflow_handle(activity.info().workflow_id or "")
+        halfway = ModelPullProgress(status="pulling layers", completed=PULL_TOTAL // 2,
+                                    total=PULL_TOTAL)  # fmt: skip
+        await handle.signal(ModelPullWorkflow.report_progress, halfway)
+        await self._enter(Activity.PULL_MODEL, params)
+        return PullModelResult(
+            provider=params.provider,
+            model=params.model,
+            status="success",
+            total=PULL_TOTAL,
+            completed=PULL_TOTAL - 1,  # Ollama's last line may lag behind the total
+        )
+
+
+def new_prefix() -> str:
+    """A task-queue prefix of its own, so no other test's worker takes these tasks."""
+    return f"t-{uuid.uuid4().hex[:12]}-"
+
+
+@asynccontextmanager
+async def serve(client: Client, fakes: FakeActivities, prefix: str) -> AsyncIterator[str]:
+    """The registered workflows on ``prefix`` + weft-workflows and ``fakes`` on the
+    prefixed activity queues; yields the workflow task queue."""
+    workers = [
+        Worker(
+            client,
+            task_queue=queue_name(TaskQueue.WORKFLOWS, prefix),
+            workflows=WORKFLOWS,
+            workflow_runner=WORKFLOW_RUNNER,
+        )
+    ]
+    for queue, activities in fakes.by_queue().items():
+        workers.append(Worker(client, task_queue=queue_name(queue, prefix), activities=activities))
+    async with AsyncExitStack() as stack:
+        for worker in workers:
+            await stack.enter_async_context(worker)
+        try:
+            yield queue_name(TaskQueue.WORKFLOWS, prefix)
+        finally:
+            await _finish_open_runs(client, fakes)
+
+
+async def _finish_open_runs(client: Client, fakes: FakeActivities) -> None:
+    """Let the runs a failed test left half-way finish, while the fakes still serve them.
+
+    The test server stops its clock, for every later test too, while any activity
+    is scheduled or running; a run abandoned mid-activity (its workers gone, or
+    terminated) would keep it stopped, and later retry backoffs would take real time.
+    """
+    if fakes.hold is not None:
+        fakes.hold.release.set()
+    for workflow_id in fakes.workflow_ids():
+        with contextlib.suppress(WorkflowFailureError):
+            await client.get_workflow_handle(workflow_id).result()
