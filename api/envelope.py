@@ -31,7 +31,7 @@ class ErrorPublic(BaseModel):
 
 
 class Envelope(BaseModel, Generic[DataT]):
-    """``{"success", "data", "error", "meta"}``; declared as ``response_model=Envelope[XPublic]``."""
+    """``{"success", "data", "error", "meta"}``, declared as ``Envelope[XPublic]``."""
 
     success: bool
     data: DataT

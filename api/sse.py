@@ -20,6 +20,13 @@ from engine.ai.streaming import ChatStream
 from engine.platform.errors import WeftError
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+# For a route's ``responses=``: its 200 may be an event stream (one JSON object per event).
+SSE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The answer; streamed, Server-Sent Events of `data: {json}` lines",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    }
+}
 
 
 def event(data: dict[str, Any]) -> bytes:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, field_validator
 
 from api.deps import Caller, requires
-from api.envelope import ok
+from api.envelope import Envelope, ok
+from api.schemas.identity import ApiKeyCreatedPublic, ApiKeyPublic, ApiKeysPublic
 from engine.db.tables import ApiKey, User
 from engine.identity import accounts
 from engine.identity.principals import SCOPES
@@ -44,27 +45,16 @@ class ApiKeyCreate(BaseModel):
         return value
 
 
-def key_public(key: ApiKey, secret: str | None = None) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "id": key.id,
-        "name": key.name,
-        "prefix": key.prefix,
-        "scopes": key.scopes,
-        "created_at": key.created_at.isoformat(),
-        "expires_at": key.expires_at.isoformat() if key.expires_at else None,
-        "last_used": key.last_used_at.isoformat() if key.last_used_at else None,
-        "revoked": key.revoked_at is not None,
-    }
-    if secret is not None:
-        data["key"] = secret
-    return data
-
-
 def _sees_all_keys(caller: Caller) -> bool:
     return caller.principal.allows("admin")
 
 
-@router.post("", status_code=201, summary="Create an API key (the key is shown once)")
+@router.post(
+    "",
+    status_code=201,
+    response_model=Envelope[ApiKeyCreatedPublic],
+    summary="Create an API key (the key is shown once)",
+)
 async def create_api_key(
     request: Request, caller: Annotated[Caller, requires("keys:write")], body: ApiKeyCreate
 ) -> JSONResponse:
@@ -79,13 +69,15 @@ async def create_api_key(
     )
     await caller.session.commit()
     return ok(
-        key_public(issued.record, issued.secret),
+        ApiKeyCreatedPublic(**ApiKeyPublic.of(issued.record).model_dump(), key=issued.secret),
         request_id=request.state.request_id,
         status_code=201,
     )
 
 
-@router.get("", summary="List API keys (never their secrets)")
+@router.get(
+    "", response_model=Envelope[ApiKeysPublic], summary="List API keys (never their secrets)"
+)
 async def read_api_keys(
     request: Request, caller: Annotated[Caller, requires("keys:read")]
 ) -> JSONResponse:
@@ -93,7 +85,8 @@ async def read_api_keys(
     if not _sees_all_keys(caller):
         query = query.where(ApiKey.user_id == caller.principal.user_id)
     keys = (await caller.session.scalars(query)).all()
-    return ok({"api_keys": [key_public(key) for key in keys]}, request_id=request.state.request_id)
+    data = ApiKeysPublic(api_keys=[ApiKeyPublic.of(key) for key in keys])
+    return ok(data, request_id=request.state.request_id)
 
 
 @router.delete("/{key_id}", status_code=204, summary="Revoke an API key")

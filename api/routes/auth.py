@@ -6,14 +6,15 @@ auterity's bare objects. Both call the same engine functions.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Body, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from api.deps import Caller, ResourcesDep, SessionDep, requires
-from api.envelope import ok
+from api.envelope import Envelope, ok
+from api.schemas.identity import LogoutPublic, TokenPublic, UserPublic
 from engine.db.tables import User
 from engine.identity import sign_in
 from engine.identity.sign_in import TokenPair
@@ -41,29 +42,6 @@ class RefreshRequest(BaseModel):
 
 class LogoutRequest(BaseModel):
     refresh_token: str | None = Field(default=None, max_length=4096)
-
-
-def user_public(user: User) -> dict[str, Any]:
-    return {
-        "id": user.id,
-        "email": user.email,
-        "name": user.full_name,
-        "full_name": user.full_name,
-        "role": user.role,
-        "tenant_id": user.tenant_id,
-        "created_at": user.created_at.isoformat(),
-        "updated_at": user.updated_at.isoformat(),
-    }
-
-
-def tokens_public(pair: TokenPair, token_type: str) -> dict[str, Any]:
-    return {
-        "access_token": pair.access_token,
-        "refresh_token": pair.refresh_token,
-        "token_type": token_type,
-        "expires_in": pair.expires_in,
-        "user": {"id": pair.user.id, "email": pair.user.email, "role": pair.user.role},
-    }
 
 
 # Each helper commits only after the whole operation succeeded; on an error the
@@ -103,62 +81,86 @@ async def _logout(caller: Caller, body: LogoutRequest | None) -> None:
 # --- /api/v1/auth ---------------------------------------------------------------
 
 
-@v1.post("/register", status_code=201, summary="Create an account (and its own tenant)")
+@v1.post(
+    "/register",
+    status_code=201,
+    response_model=Envelope[UserPublic],
+    summary="Create an account (and its own tenant)",
+)
 async def register_v1(
     request: Request, db: SessionDep, resources: ResourcesDep, body: RegisterRequest
 ) -> JSONResponse:
     user = await _register(db, resources, body)
-    return ok(user_public(user), request_id=request.state.request_id, status_code=201)
+    return ok(UserPublic.of(user), request_id=request.state.request_id, status_code=201)
 
 
-@v1.post("/login", summary="Exchange e-mail and password for tokens")
+@v1.post(
+    "/login",
+    response_model=Envelope[TokenPublic],
+    summary="Exchange e-mail and password for tokens",
+)
 async def login_v1(
     request: Request, db: SessionDep, resources: ResourcesDep, body: LoginRequest
 ) -> JSONResponse:
     pair = await _login(db, resources, body)
-    return ok(tokens_public(pair, "Bearer"), request_id=request.state.request_id)
+    return ok(TokenPublic.of(pair, "Bearer"), request_id=request.state.request_id)
 
 
-@v1.post("/refresh", summary="Rotate a refresh token")
+@v1.post("/refresh", response_model=Envelope[TokenPublic], summary="Rotate a refresh token")
 async def refresh_v1(
     request: Request, db: SessionDep, resources: ResourcesDep, body: RefreshRequest
 ) -> JSONResponse:
     pair = await _refresh(db, resources, body)
-    return ok(tokens_public(pair, "Bearer"), request_id=request.state.request_id)
+    return ok(TokenPublic.of(pair, "Bearer"), request_id=request.state.request_id)
 
 
-@v1.post("/logout", summary="End the session (its access and refresh tokens)")
+@v1.post(
+    "/logout",
+    response_model=Envelope[LogoutPublic],
+    summary="End the session (its access and refresh tokens)",
+)
 async def logout_v1(
     request: Request,
     caller: Annotated[Caller, requires("profile")],
     body: Annotated[LogoutRequest | None, Body()] = None,
 ) -> JSONResponse:
     await _logout(caller, body)
-    return ok({"logged_out": True}, request_id=request.state.request_id)
+    return ok(LogoutPublic(logged_out=True), request_id=request.state.request_id)
 
 
 # --- /api/auth (auterity) -----------------------------------------------------
 
 
-@auterity.post("/register", status_code=201, summary="Create an account (auterity shape)")
+@auterity.post(
+    "/register",
+    status_code=201,
+    response_model=UserPublic,
+    summary="Create an account (auterity shape)",
+)
 async def register_auterity(
     db: SessionDep, resources: ResourcesDep, body: RegisterRequest
-) -> dict[str, Any]:
-    return user_public(await _register(db, resources, body))
+) -> UserPublic:
+    return UserPublic.of(await _register(db, resources, body))
 
 
-@auterity.post("/login", summary="Exchange e-mail and password for tokens (auterity shape)")
+@auterity.post(
+    "/login",
+    response_model=TokenPublic,
+    summary="Exchange e-mail and password for tokens (auterity shape)",
+)
 async def login_auterity(
     db: SessionDep, resources: ResourcesDep, body: LoginRequest
-) -> dict[str, Any]:
-    return tokens_public(await _login(db, resources, body), "bearer")
+) -> TokenPublic:
+    return TokenPublic.of(await _login(db, resources, body), "bearer")
 
 
-@auterity.post("/refresh", summary="Rotate a refresh token (auterity shape)")
+@auterity.post(
+    "/refresh", response_model=TokenPublic, summary="Rotate a refresh token (auterity shape)"
+)
 async def refresh_auterity(
     db: SessionDep, resources: ResourcesDep, body: RefreshRequest
-) -> dict[str, Any]:
-    return tokens_public(await _refresh(db, resources, body), "bearer")
+) -> TokenPublic:
+    return TokenPublic.of(await _refresh(db, resources, body), "bearer")
 
 
 @auterity.post("/logout", status_code=204, summary="End the session (auterity shape)")

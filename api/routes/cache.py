@@ -9,10 +9,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from api.deps import Caller, requires
-from api.envelope import ok
+from api.envelope import Envelope, ok
 from api.model_deps import ModelsDep, call_context
 from api.routes.chat import SimpleChatBody
-from api.sse import error_event
+from api.schemas.chat import CacheWarmPublic, ErrorEventPublic, WarmedPublic, WarmFailedPublic
+from api.schemas.models import CacheClearedPublic, CacheKeysPublic, CacheStatsPublic
 from engine.ai.chat import complete
 from engine.platform.errors import WeftError
 
@@ -30,15 +31,23 @@ class WarmBody(BaseModel):
     requests: list[SimpleChatBody] = Field(min_length=1, max_length=50)
 
 
-@router.get("/stats", summary="Hit rate, hits, misses, memory, keys and TTL")
+@router.get(
+    "/stats",
+    response_model=Envelope[CacheStatsPublic],
+    summary="Hit rate, hits, misses, memory, keys and TTL",
+)
 async def read_cache_stats(
     request: Request, caller: Annotated[Caller, requires("models:read")], models: ModelsDep
 ) -> JSONResponse:
     data = await models.cache.stats(caller.tenant_id)
-    return ok(data, request_id=request.state.request_id)
+    return ok(CacheStatsPublic.model_validate(data), request_id=request.state.request_id)
 
 
-@router.get("/keys", summary="Cached keys (public form chat:{model}:{digest})")
+@router.get(
+    "/keys",
+    response_model=Envelope[CacheKeysPublic],
+    summary="Cached keys (public form chat:{model}:{digest})",
+)
 async def read_cache_keys(
     request: Request,
     caller: Annotated[Caller, requires("models:read")],
@@ -47,10 +56,15 @@ async def read_cache_keys(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> JSONResponse:
     keys = await models.cache.keys(caller.tenant_id, pattern, limit)
-    return ok({"keys": keys, "count": len(keys)}, request_id=request.state.request_id)
+    data = CacheKeysPublic.model_validate({"keys": keys, "count": len(keys)})
+    return ok(data, request_id=request.state.request_id)
 
 
-@router.post("/clear", summary="Remove cached answers matching a pattern")
+@router.post(
+    "/clear",
+    response_model=Envelope[CacheClearedPublic],
+    summary="Remove cached answers matching a pattern",
+)
 async def create_cache_clear(
     request: Request,
     caller: Annotated[Caller, requires("models:write")],
@@ -59,10 +73,15 @@ async def create_cache_clear(
 ) -> JSONResponse:
     pattern = body.pattern if body else "*"
     cleared = await models.cache.clear(caller.tenant_id, pattern)
-    return ok({"cleared": cleared, "pattern": pattern}, request_id=request.state.request_id)
+    data = CacheClearedPublic(cleared=cleared, pattern=pattern)
+    return ok(data, request_id=request.state.request_id)
 
 
-@router.post("/warm", summary="Answer requests now so identical ones are served from cache")
+@router.post(
+    "/warm",
+    response_model=Envelope[CacheWarmPublic],
+    summary="Answer requests now so identical ones are served from cache",
+)
 async def create_cache_warm(
     request: Request,
     caller: Annotated[Caller, requires("ai:chat")],
@@ -70,14 +89,16 @@ async def create_cache_warm(
     body: WarmBody,
 ) -> JSONResponse:
     ctx = call_context(request, caller, kind="warm")
-    results = []
+    results: list[WarmedPublic | WarmFailedPublic] = []
     for index, item in enumerate(body.requests):
         chat = item.chat_request().model_copy(update={"temperature": 0.0})
         try:
             outcome = await complete(models, ctx, chat)
         except WeftError as exc:
-            results.append({"index": index, "warmed": False, "error": error_event(exc)})
+            results.append(
+                WarmFailedPublic(index=index, warmed=False, error=ErrorEventPublic.of(exc))
+            )
             continue
-        results.append({"index": index, "warmed": True, "already_cached": outcome.cached})
-    warmed = sum(1 for r in results if r["warmed"])
-    return ok({"results": results, "warmed": warmed}, request_id=ctx.request_id)
+        results.append(WarmedPublic(index=index, warmed=True, already_cached=outcome.cached))
+    warmed = sum(1 for r in results if r.warmed)
+    return ok(CacheWarmPublic(results=results, warmed=warmed), request_id=ctx.request_id)

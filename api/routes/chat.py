@@ -7,14 +7,23 @@ import asyncio
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field, field_validator
 
 from api.deps import Caller, requires
-from api.envelope import ok
+from api.envelope import Envelope, ok
 from api.model_deps import ModelsDep, call_context
-from api.sse import error_event, stream_events
-from engine.ai.chat import ChatOutcome, complete
+from api.schemas.chat import (
+    BatchAnsweredPublic,
+    BatchFailedPublic,
+    ChatBatchPublic,
+    ChatCompletionPublic,
+    ErrorEventPublic,
+    SimpleChatPublic,
+    TokenUsagePublic,
+)
+from api.sse import SSE_RESPONSES, error_event, stream_events
+from engine.ai.chat import complete
 from engine.ai.providers.base import ChatChunk, ChatMessage, ChatRequest
 from engine.ai.streaming import open_stream
 from engine.platform.errors import WeftError
@@ -91,46 +100,6 @@ class BatchBody(BaseModel):
     requests: list[SimpleChatBody] = Field(min_length=1, max_length=BATCH_MAX)
 
 
-def completion_public(outcome: ChatOutcome) -> dict[str, Any]:
-    return {
-        "id": outcome.id,
-        "object": "chat.completion",
-        "model": outcome.model,
-        "provider": outcome.provider,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": outcome.content},
-                "finish_reason": outcome.finish_reason,
-            }
-        ],
-        "usage": {
-            "prompt_tokens": outcome.prompt_tokens,
-            "completion_tokens": outcome.completion_tokens,
-            "total_tokens": outcome.total_tokens,
-        },
-        "cost_usd": outcome.cost_usd,
-        "latency_ms": outcome.latency_ms,
-        "cached": outcome.cached,
-        "fallback_from": outcome.fallback_from,
-    }
-
-
-def simple_public(outcome: ChatOutcome) -> dict[str, Any]:
-    return {
-        "response": outcome.content,
-        "model": outcome.model,
-        "provider": outcome.provider,
-        "tokens_used": outcome.total_tokens,
-        "prompt_tokens": outcome.prompt_tokens,
-        "completion_tokens": outcome.completion_tokens,
-        "cost_usd": outcome.cost_usd,
-        "latency_ms": outcome.latency_ms,
-        "cached": outcome.cached,
-        "fallback_from": outcome.fallback_from,
-    }
-
-
 def _delta(chunk: ChatChunk) -> dict[str, Any] | None:
     return {"delta": chunk.delta} if chunk.delta else None
 
@@ -139,7 +108,12 @@ def _token(chunk: ChatChunk) -> dict[str, Any] | None:
     return {"token": chunk.delta, "finish": False} if chunk.delta else None
 
 
-@router.post("/ai/chat", summary="Chat completion (stream: true answers Server-Sent Events)")
+@router.post(
+    "/ai/chat",
+    response_model=Envelope[ChatCompletionPublic],
+    responses=SSE_RESPONSES,
+    summary="Chat completion (stream: true answers Server-Sent Events)",
+)
 async def create_chat_completion(
     request: Request,
     caller: Annotated[Caller, requires("ai:chat")],
@@ -151,13 +125,17 @@ async def create_chat_completion(
         outcome = await complete(
             models, ctx, body.chat_request(), fallback_model=body.fallback_model
         )
-        return ok(completion_public(outcome), request_id=ctx.request_id)
+        return ok(ChatCompletionPublic.of(outcome), request_id=ctx.request_id)
     stream = await open_stream(models, ctx, body.chat_request(), fallback_model=body.fallback_model)
 
     def done(s: Any) -> dict[str, Any]:
         data: dict[str, Any] = {"done": True, "id": s.id, "model": s.model, "provider": s.provider}
         if s.outcome is not None:
-            data["usage"] = completion_public(s.outcome)["usage"]
+            data["usage"] = TokenUsagePublic(
+                prompt_tokens=s.outcome.prompt_tokens,
+                completion_tokens=s.outcome.completion_tokens,
+                total_tokens=s.outcome.total_tokens,
+            ).model_dump()
             data["finish_reason"] = s.outcome.finish_reason
         return data
 
@@ -166,7 +144,11 @@ async def create_chat_completion(
     )
 
 
-@router.post("/chat", summary="Chat with one message (sutazai shape)")
+@router.post(
+    "/chat",
+    response_model=Envelope[SimpleChatPublic],
+    summary="Chat with one message (sutazai shape)",
+)
 async def create_chat(
     request: Request,
     caller: Annotated[Caller, requires("ai:chat")],
@@ -175,10 +157,15 @@ async def create_chat(
 ) -> JSONResponse:
     ctx = call_context(request, caller)
     outcome = await complete(models, ctx, body.chat_request(), fallback_model=body.fallback_model)
-    return ok(simple_public(outcome), request_id=ctx.request_id)
+    return ok(SimpleChatPublic.of(outcome), request_id=ctx.request_id)
 
 
-@router.post("/chat/stream", summary="Streamed chat (Server-Sent Events, token/finish events)")
+@router.post(
+    "/chat/stream",
+    response_class=StreamingResponse,
+    responses=SSE_RESPONSES,
+    summary="Streamed chat (Server-Sent Events, token/finish events)",
+)
 async def create_chat_stream(
     request: Request,
     caller: Annotated[Caller, requires("ai:chat")],
@@ -197,7 +184,11 @@ async def create_chat_stream(
     )
 
 
-@router.post("/chat/batch", summary="Several chats at once (each succeeds or fails alone)")
+@router.post(
+    "/chat/batch",
+    response_model=Envelope[ChatBatchPublic],
+    summary="Several chats at once (each succeeds or fails alone)",
+)
 async def create_chat_batch(
     request: Request,
     caller: Annotated[Caller, requires("ai:chat")],
@@ -207,24 +198,22 @@ async def create_chat_batch(
     ctx = call_context(request, caller, kind="batch")
     gate = asyncio.Semaphore(BATCH_CONCURRENCY)
 
-    async def one(index: int, item: SimpleChatBody) -> dict[str, Any]:
+    async def one(index: int, item: SimpleChatBody) -> BatchAnsweredPublic | BatchFailedPublic:
         async with gate:
             try:
                 outcome = await complete(
                     models, ctx, item.chat_request(), fallback_model=item.fallback_model
                 )
             except WeftError as exc:
-                return {"index": index, "success": False, "error": error_event(exc)}
-        return {"index": index, "success": True, "data": simple_public(outcome)}
+                return BatchFailedPublic(index=index, success=False, error=ErrorEventPublic.of(exc))
+        return BatchAnsweredPublic(index=index, success=True, data=SimpleChatPublic.of(outcome))
 
     results = await asyncio.gather(*(one(i, item) for i, item in enumerate(body.requests)))
-    succeeded = sum(1 for r in results if r["success"])
-    return ok(
-        {
-            "results": list(results),
-            "total": len(results),
-            "succeeded": succeeded,
-            "failed": len(results) - succeeded,
-        },
-        request_id=ctx.request_id,
+    succeeded = sum(1 for r in results if r.success)
+    data = ChatBatchPublic(
+        results=list(results),
+        total=len(results),
+        succeeded=succeeded,
+        failed=len(results) - succeeded,
     )
+    return ok(data, request_id=ctx.request_id)

@@ -9,7 +9,8 @@ from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
 from api.deps import Caller, ResourcesDep, TemporalDep, requires
-from api.envelope import ok
+from api.envelope import Envelope, ok
+from api.schemas.documents import FilePublic, FilesPublic, FileUploadPublic, PaginationPublic
 from engine.db.tables import File as FileRow
 from engine.documents import files, processing
 from engine.platform.errors import InvalidInput, NotFound
@@ -17,27 +18,13 @@ from engine.platform.errors import InvalidInput, NotFound
 router = APIRouter(prefix="/api/v1/mcp", tags=["files"])
 
 
-def file_public(row: FileRow) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "file_id": row.id,
-        "filename": row.filename,
-        "size": row.size,
-        "mime_type": row.mime_type,
-        "sha256": row.sha256,
-        "project_id": row.project_id,
-        "status": row.status,
-        "pages": row.pages,
-        "chunks": row.chunks,
-        "embedding_model": row.embedding_model,
-        "error": {"code": row.error_code, "message": row.error_message} if row.error_code else None,
-        "uploaded_at": row.created_at.isoformat(),
-        "processed_at": row.processed_at.isoformat() if row.processed_at else None,
-        "url": f"/api/v1/mcp/files/{row.id}/download",
-    }
-
-
-@router.post("/upload", status_code=201, summary="Upload a file (and start processing it)")
+@router.post(
+    "/upload",
+    status_code=201,
+    response_model=Envelope[FileUploadPublic],
+    responses={200: {"model": Envelope[FileUploadPublic], "description": "Already uploaded"}},
+    summary="Upload a file (and start processing it)",
+)
 async def create_file(
     request: Request,
     caller: Annotated[Caller, requires("files:write")],
@@ -61,9 +48,9 @@ async def create_file(
         idempotency_key=idempotency_key,
         max_bytes=caller.settings.max_upload_bytes,
     )
-    data = file_public(upload.file)
+    execution_id = upload.file.workflow_id or None
     if upload.created and process:
-        data["execution_id"] = await processing.start_processing(
+        execution_id = await processing.start_processing(
             caller.db,
             client,
             caller.settings,
@@ -71,14 +58,14 @@ async def create_file(
             processing.ProcessOptions(),
             started_by=caller.principal.user_id,
         )
-        data["status"] = upload.file.status
-    elif upload.file.workflow_id:
-        data["execution_id"] = upload.file.workflow_id
+    data = FileUploadPublic(**FilePublic.of(upload.file).model_dump(), execution_id=execution_id)
+    # No run started or joined: execution_id is left out, not null.
+    body = data.model_dump(mode="json", exclude={"execution_id"} if execution_id is None else None)
     status = 201 if upload.created else 200
-    return ok(data, request_id=request.state.request_id, status_code=status)
+    return ok(body, request_id=request.state.request_id, status_code=status)
 
 
-@router.get("/files", summary="List files")
+@router.get("/files", response_model=Envelope[FilesPublic], summary="List files")
 async def read_files(
     request: Request,
     caller: Annotated[Caller, requires("files:read")],
@@ -90,28 +77,37 @@ async def read_files(
     rows, total = await files.list_files(
         caller.db, project_id=project_id, limit=limit, offset=offset, sort=sort
     )
-    items = [file_public(row) for row in rows]
-    pagination = {
-        "total": total,
-        "limit": limit,
-        "offset": offset,
-        "has_more": offset + len(rows) < total,
-    }
-    return ok(
-        {"files": items, "items": items, "pagination": pagination},
-        request_id=request.state.request_id,
+    items = [FilePublic.of(row) for row in rows]
+    pagination = PaginationPublic(
+        total=total, limit=limit, offset=offset, has_more=offset + len(rows) < total
     )
+    data = FilesPublic(files=items, items=items, pagination=pagination)
+    return ok(data, request_id=request.state.request_id)
 
 
-@router.get("/files/{file_id}", summary="Read a file's metadata")
+@router.get(
+    "/files/{file_id}", response_model=Envelope[FilePublic], summary="Read a file's metadata"
+)
 async def read_file(
     request: Request, file_id: str, caller: Annotated[Caller, requires("files:read")]
 ) -> JSONResponse:
     row = await caller.db.get(FileRow, file_id, what="file")
-    return ok(file_public(row), request_id=request.state.request_id)
+    return ok(FilePublic.of(row), request_id=request.state.request_id)
 
 
-@router.get("/files/{file_id}/download", summary="Download a file")
+@router.get(
+    "/files/{file_id}/download",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The file's bytes, with its own media type",
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+        }
+    },
+    summary="Download a file",
+)
 async def download_file(
     file_id: str, caller: Annotated[Caller, requires("files:read")], resources: ResourcesDep
 ) -> Response:
@@ -152,7 +148,12 @@ class WorkflowTrigger(BaseModel):
     options: processing.ProcessOptions | None = None
 
 
-@router.post("/workflow", status_code=202, summary="Trigger a workflow (document_processor)")
+@router.post(
+    "/workflow",
+    status_code=202,
+    response_model=Envelope[processing.DocumentRunPublic],
+    summary="Trigger a workflow (document_processor)",
+)
 async def create_workflow_run(
     request: Request,
     body: WorkflowTrigger,
@@ -180,7 +181,11 @@ async def create_workflow_run(
     )
 
 
-@router.get("/workflow/{execution_id}", summary="Status, progress and result of a run")
+@router.get(
+    "/workflow/{execution_id}",
+    response_model=Envelope[processing.DocumentRunPublic],
+    summary="Status, progress and result of a run",
+)
 async def read_workflow_run(
     request: Request,
     execution_id: str,

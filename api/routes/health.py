@@ -13,13 +13,13 @@ from fastapi.responses import JSONResponse
 
 from api.deps import ResourcesDep
 from api.envelope import timestamp
+from api.partio import PartioHealthPublic
 from api.schemas.health import (
     CheckPublic,
     ChecksPublic,
     ComponentsPublic,
     HealthDetailedPublic,
     HealthPublic,
-    PartioHealthPublic,
     QueueSummaryPublic,
     ReadyChecksPublic,
     ReadyPublic,

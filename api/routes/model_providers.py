@@ -10,8 +10,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from api.deps import Caller, requires
-from api.envelope import ok
+from api.envelope import Envelope, ok
 from api.model_deps import ModelsDep, require_superuser
+from api.schemas.models import ProviderPublic, ProvidersPublic
 from engine.ai import provider_admin
 
 router = APIRouter(prefix="/api/v1/models/providers", tags=["models"])
@@ -39,24 +40,36 @@ class ProviderUpdate(BaseModel):
 AdminCaller = Annotated[Caller, requires("admin", across_tenants=True)]
 
 
-@router.get("", summary="Providers added at run time (never their API keys)")
+@router.get(
+    "",
+    response_model=Envelope[ProvidersPublic],
+    summary="Providers added at run time (never their API keys)",
+)
 async def read_providers(request: Request, caller: AdminCaller) -> JSONResponse:
     require_superuser(caller)
-    data = {"providers": await provider_admin.list_providers(caller.session)}
+    data = ProvidersPublic.model_validate(
+        {"providers": await provider_admin.list_providers(caller.session)}
+    )
     return ok(data, request_id=request.state.request_id)
 
 
-@router.post("", status_code=201, summary="Add a provider")
+@router.post("", status_code=201, response_model=Envelope[ProviderPublic], summary="Add a provider")
 async def create_provider(
     request: Request, caller: AdminCaller, models: ModelsDep, body: ProviderCreate
 ) -> JSONResponse:
     require_superuser(caller)
     data = await provider_admin.create_provider(caller.session, caller.settings, body.model_dump())
     models.registry.invalidate()
-    return ok(data, request_id=request.state.request_id, status_code=201)
+    return ok(
+        ProviderPublic.model_validate(data), request_id=request.state.request_id, status_code=201
+    )
 
 
-@router.put("/{provider_id}", summary='Change a provider (api_key "" removes the key)')
+@router.put(
+    "/{provider_id}",
+    response_model=Envelope[ProviderPublic],
+    summary='Change a provider (api_key "" removes the key)',
+)
 async def update_provider(
     request: Request,
     provider_id: str,
@@ -70,7 +83,7 @@ async def update_provider(
         caller.session, caller.settings, provider_id, values
     )
     models.registry.invalidate()
-    return ok(data, request_id=request.state.request_id)
+    return ok(ProviderPublic.model_validate(data), request_id=request.state.request_id)
 
 
 @router.delete("/{provider_id}", status_code=204, summary="Remove a provider")

@@ -3,13 +3,23 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
 from api.deps import Caller, requires
 from api.model_deps import ModelsDep, call_context
+from api.schemas.chat import AiRoutePublic, ModelRoutePublic, RouteAlternativePublic
+from api.schemas.models import (
+    AuterityModelPublic,
+    AuterityModelsPublic,
+    AvailableModelPublic,
+    AvailableModelsPublic,
+    CatalogModelPublic,
+    CostReportPublic,
+    ModelCatalogPublic,
+)
 from engine.ai import listings, routing, usage_reports
 from engine.ai.chat import estimate_tokens
 from engine.ai.providers.base import ChatMessage, ChatRequest
@@ -59,13 +69,13 @@ def _messages(prompt: str, context: str | None) -> list[ChatMessage]:
     return [*messages, ChatMessage(role="user", content=prompt)]
 
 
-@router.post("/ai/route", summary="Answer on the model routing picks")
+@router.post("/ai/route", response_model=AiRoutePublic, summary="Answer on the model routing picks")
 async def create_ai_route(
     request: Request,
     caller: Annotated[Caller, requires("ai:chat")],
     models: ModelsDep,
     body: AiRouteBody,
-) -> dict[str, Any]:
+) -> AiRoutePublic:
     messages = _messages(body.prompt, body.context)
     route = routing.RouteRequest(
         prompt_tokens=sum(estimate_tokens(m.content) + 4 for m in messages),
@@ -86,26 +96,30 @@ async def create_ai_route(
         fallback_model=body.fallback_model,
     )
     outcome, decision = routed.outcome, routed.decision
-    return {
-        "response": outcome.content,
-        "model_used": outcome.model,
-        "provider": outcome.provider,
-        "cost": outcome.cost_usd,
-        "tokens_used": outcome.total_tokens,
-        "routing_reason": decision.reason,
-        "response_time": outcome.latency_ms,
-        "quality_score": routed.used.quality,
-        "confidence_score": routed.used.confidence,
-        "fallback_from": outcome.fallback_from,
-        "cached": outcome.cached,
-        "alternatives_considered": len(decision.ranked),
-    }
+    return AiRoutePublic(
+        response=outcome.content,
+        model_used=outcome.model,
+        provider=outcome.provider,
+        cost=outcome.cost_usd,
+        tokens_used=outcome.total_tokens,
+        routing_reason=decision.reason,
+        response_time=outcome.latency_ms,
+        quality_score=routed.used.quality,
+        confidence_score=routed.used.confidence,
+        fallback_from=outcome.fallback_from,
+        cached=outcome.cached,
+        alternatives_considered=len(decision.ranked),
+    )
 
 
-@router.post("/models/route", summary="Which model routing would pick (no call is made)")
+@router.post(
+    "/models/route",
+    response_model=ModelRoutePublic,
+    summary="Which model routing would pick (no call is made)",
+)
 async def create_models_route(
     caller: Annotated[Caller, requires("models:read")], models: ModelsDep, body: ModelsRouteBody
-) -> dict[str, Any]:
+) -> ModelRoutePublic:
     route = routing.RouteRequest(
         prompt_tokens=estimate_tokens(body.prompt) + 4,
         max_tokens=body.max_tokens,
@@ -116,75 +130,92 @@ async def create_models_route(
     )
     decision = await routing.choose(models, route)
     best = decision.chosen
-    return {
-        "model": best.model,
-        "provider": best.provider,
-        "estimated_cost": best.estimated_cost,
-        "estimated_tokens": route.prompt_tokens + route.max_tokens,
-        "confidence_score": best.confidence,
-        "routing_reason": decision.reason,
-        "alternatives": [
-            {
-                "model": c.model,
-                "provider": c.provider,
-                "estimated_cost": c.estimated_cost,
-                "latency_ms": c.latency_ms,
-            }
+    return ModelRoutePublic(
+        model=best.model,
+        provider=best.provider,
+        estimated_cost=best.estimated_cost,
+        estimated_tokens=route.prompt_tokens + route.max_tokens,
+        confidence_score=best.confidence,
+        routing_reason=decision.reason,
+        alternatives=[
+            RouteAlternativePublic(
+                model=c.model,
+                provider=c.provider,
+                estimated_cost=c.estimated_cost,
+                latency_ms=c.latency_ms,
+            )
             for c in decision.ranked[1:]
         ],
-        "excluded": decision.excluded,
-    }
+        excluded=decision.excluded,
+    )
 
 
-def _per_token(model: dict[str, Any]) -> float:
-    return round(float(model.get("cost_per_1k_input") or 0.0) / 1000, 10)
+def _per_token(model: CatalogModelPublic) -> float:
+    return round(model.cost_per_1k_input / 1000, 10)
 
 
-@router.get("/ai/models", summary="Models with prices and measured latency (auterity shape)")
+async def _catalog(models: ModelsDep, tenant_id: str) -> ModelCatalogPublic:
+    return ModelCatalogPublic.model_validate(await listings.catalog(models, tenant_id))
+
+
+@router.get(
+    "/ai/models",
+    response_model=AuterityModelsPublic,
+    summary="Models with prices and measured latency (auterity shape)",
+)
 async def read_auterity_ai_models(
     caller: Annotated[Caller, requires("models:read")], models: ModelsDep
-) -> dict[str, Any]:
-    catalog = await listings.catalog(models, caller.tenant_id)
-    return {
-        "models": [
-            {
-                "id": m["id"],
-                "provider": p["name"],
-                "cost_per_token": _per_token(m),
-                "max_tokens": m["context_window"],
-                "capabilities": m["capabilities"],
-                "quality_score": m["quality_score"],
-                "avg_response_time": m["avg_latency_ms"],
-            }
-            for p in catalog["providers"]
-            for m in p["models"]
-            if m["type"] == "chat"
+) -> AuterityModelsPublic:
+    catalog = await _catalog(models, caller.tenant_id)
+    return AuterityModelsPublic(
+        models=[
+            AuterityModelPublic(
+                id=m.id,
+                provider=p.name,
+                cost_per_token=_per_token(m),
+                max_tokens=m.context_window,
+                capabilities=m.capabilities,
+                quality_score=m.quality_score,
+                avg_response_time=m.avg_latency_ms,
+            )
+            for p in catalog.providers
+            for m in p.models
+            if m.type == "chat"
         ]
-    }
+    )
 
 
-@router.get("/models/available", summary="Models across all providers (auterity shape)")
+@router.get(
+    "/models/available",
+    response_model=AvailableModelsPublic,
+    summary="Models across all providers (auterity shape)",
+)
 async def read_available_models(
     caller: Annotated[Caller, requires("models:read")], models: ModelsDep
-) -> dict[str, Any]:
-    catalog = await listings.catalog(models, caller.tenant_id)
-    return {
-        "models": [
-            {
-                "id": m["id"],
-                "provider": p["name"],
-                "name": m["name"],
-                "type": m["type"],
-                "context_window": m["context_window"],
-                "cost_per_token": _per_token(m),
-                "status": "available" if p["status"] == "healthy" else "unavailable",
-            }
-            for p in catalog["providers"]
-            for m in p["models"]
+) -> AvailableModelsPublic:
+    catalog = await _catalog(models, caller.tenant_id)
+    return AvailableModelsPublic(
+        models=[
+            AvailableModelPublic(
+                id=m.id,
+                provider=p.name,
+                name=m.name,
+                type=m.type,
+                context_window=m.context_window,
+                cost_per_token=_per_token(m),
+                status="available" if p.status == "healthy" else "unavailable",
+            )
+            for p in catalog.providers
+            for m in p.models
         ]
-    }
+    )
 
 
-@router.get("/analytics/costs", summary="Month-to-date model costs, budget and projection")
-async def read_costs(caller: Annotated[Caller, requires("models:read")]) -> dict[str, Any]:
-    return await usage_reports.cost_report(caller.session, caller.tenant_id)
+@router.get(
+    "/analytics/costs",
+    response_model=CostReportPublic,
+    summary="Month-to-date model costs, budget and projection",
+)
+async def read_costs(caller: Annotated[Caller, requires("models:read")]) -> CostReportPublic:
+    report = await usage_reports.cost_report(caller.session, caller.tenant_id)
+    return CostReportPublic.model_validate(report)

@@ -11,9 +11,20 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, model_validator
 
 from api.deps import Caller, TemporalDep, requires
-from api.envelope import ok
+from api.envelope import Envelope, ok
 from api.model_deps import ModelsDep, call_context, require_superuser
-from api.routes.chat import simple_public
+from api.schemas.chat import ModelTestPublic
+from api.schemas.models import (
+    BudgetPublic,
+    CircuitBreakersPublic,
+    InstalledModelsPublic,
+    ModelCatalogPublic,
+    ModelDeletedPublic,
+    ModelInfoPublic,
+    PullProgressPublic,
+    PullStartedPublic,
+    UsageSummaryPublic,
+)
 from engine.ai import listings, pulls, usage_reports
 from engine.ai.chat import complete
 from engine.ai.providers.base import ChatMessage, ChatRequest
@@ -55,15 +66,30 @@ class BudgetBody(BaseModel):
     hard_limit: bool = True
 
 
-@router.get("/ai/models", summary="Models the providers have (name, size, digest)")
+@router.get(
+    "/ai/models",
+    response_model=Envelope[InstalledModelsPublic],
+    summary="Models the providers have (name, size, digest)",
+)
 async def read_ai_models(
     request: Request, caller: Annotated[Caller, requires("models:read")], models: ModelsDep
 ) -> JSONResponse:
-    return ok({"models": await listings.installed(models)}, request_id=request.state.request_id)
+    data = InstalledModelsPublic.model_validate({"models": await listings.installed(models)})
+    return ok(data, request_id=request.state.request_id)
 
 
-@router.post("/ai/models/pull", status_code=202, summary="Pull a model (ModelPullWorkflow)")
-@router.post("/models/pull", status_code=202, summary="Pull a model (sutazai shape)")
+@router.post(
+    "/ai/models/pull",
+    status_code=202,
+    response_model=Envelope[PullStartedPublic],
+    summary="Pull a model (ModelPullWorkflow)",
+)
+@router.post(
+    "/models/pull",
+    status_code=202,
+    response_model=Envelope[PullStartedPublic],
+    summary="Pull a model (sutazai shape)",
+)
 async def create_model_pull(
     request: Request,
     caller: Annotated[Caller, requires("models:write", across_tenants=True)],
@@ -81,10 +107,18 @@ async def create_model_pull(
         tenant_id=caller.principal.tenant_id,
         started_by=caller.principal.user_id,
     )
-    return ok(data, request_id=request.state.request_id, status_code=202)
+    return ok(
+        PullStartedPublic.model_validate(data),
+        request_id=request.state.request_id,
+        status_code=202,
+    )
 
 
-@router.get("/ai/models/pull/{workflow_id}", summary="Progress of a model pull")
+@router.get(
+    "/ai/models/pull/{workflow_id}",
+    response_model=Envelope[PullProgressPublic],
+    summary="Progress of a model pull",
+)
 async def read_model_pull(
     request: Request,
     workflow_id: str,
@@ -93,11 +127,19 @@ async def read_model_pull(
     models: ModelsDep,
 ) -> JSONResponse:
     data = await pulls.read_pull(models, client, workflow_id)
-    return ok(data, request_id=request.state.request_id)
+    return ok(PullProgressPublic.model_validate(data), request_id=request.state.request_id)
 
 
-@router.delete("/ai/models/{name:path}", summary="Delete a model from its provider")
-@router.delete("/models/{name:path}", summary="Delete a model (sutazai shape)")
+@router.delete(
+    "/ai/models/{name:path}",
+    response_model=Envelope[ModelDeletedPublic],
+    summary="Delete a model from its provider",
+)
+@router.delete(
+    "/models/{name:path}",
+    response_model=Envelope[ModelDeletedPublic],
+    summary="Delete a model (sutazai shape)",
+)
 async def delete_ai_model(
     request: Request,
     name: str,
@@ -105,18 +147,27 @@ async def delete_ai_model(
     models: ModelsDep,
 ) -> JSONResponse:
     require_superuser(caller)
-    return ok(await listings.delete_model(models, name), request_id=request.state.request_id)
+    deleted = await listings.delete_model(models, name)
+    return ok(ModelDeletedPublic.model_validate(deleted), request_id=request.state.request_id)
 
 
-@router.get("/models", summary="Providers and models (z2 and sutazai shapes)")
+@router.get(
+    "/models",
+    response_model=Envelope[ModelCatalogPublic],
+    summary="Providers and models (z2 and sutazai shapes)",
+)
 async def read_models(
     request: Request, caller: Annotated[Caller, requires("models:read")], models: ModelsDep
 ) -> JSONResponse:
     data = await listings.catalog(models, caller.tenant_id)
-    return ok(data, request_id=request.state.request_id)
+    return ok(ModelCatalogPublic.model_validate(data), request_id=request.state.request_id)
 
 
-@router.get("/models/usage", summary="Model usage by model, provider or user")
+@router.get(
+    "/models/usage",
+    response_model=Envelope[UsageSummaryPublic],
+    summary="Model usage by model, provider or user",
+)
 async def read_model_usage(
     request: Request,
     caller: Annotated[Caller, requires("models:read")],
@@ -126,18 +177,28 @@ async def read_model_usage(
     data = await usage_reports.usage_summary(
         caller.session, caller.tenant_id, timeframe=timeframe, group_by=group_by
     )
-    return ok(data, request_id=request.state.request_id)
+    # Each group carries only the key group_by names: unset keys stay out.
+    summary = UsageSummaryPublic.model_validate(data).model_dump(mode="json", exclude_unset=True)
+    return ok(summary, request_id=request.state.request_id)
 
 
-@router.get("/models/budget", summary="The tenant's monthly model budget")
+@router.get(
+    "/models/budget",
+    response_model=Envelope[BudgetPublic],
+    summary="The tenant's monthly model budget",
+)
 async def read_budget(
     request: Request, caller: Annotated[Caller, requires("models:read")]
 ) -> JSONResponse:
     data = await usage_reports.read_budget(caller.session, caller.tenant_id)
-    return ok(data, request_id=request.state.request_id)
+    return ok(BudgetPublic.model_validate(data), request_id=request.state.request_id)
 
 
-@router.put("/models/budget", summary="Set the tenant's monthly model budget (tenant admins)")
+@router.put(
+    "/models/budget",
+    response_model=Envelope[BudgetPublic],
+    summary="Set the tenant's monthly model budget (tenant admins)",
+)
 async def update_budget(
     request: Request,
     caller: Annotated[Caller, requires("admin")],
@@ -148,10 +209,12 @@ async def update_budget(
         caller.session, caller.tenant_id, body.monthly_limit_usd, body.hard_limit
     )
     models.forget_budget(caller.tenant_id)
-    return ok(data, request_id=request.state.request_id)
+    return ok(BudgetPublic.model_validate(data), request_id=request.state.request_id)
 
 
-@router.post("/models/test", summary="Try a model with a prompt")
+@router.post(
+    "/models/test", response_model=Envelope[ModelTestPublic], summary="Try a model with a prompt"
+)
 async def create_model_test(
     request: Request,
     caller: Annotated[Caller, requires("ai:chat")],
@@ -166,27 +229,38 @@ async def create_model_test(
         max_tokens=body.parameters.max_tokens,
     )
     outcome = await complete(models, ctx, chat, use_cache=False)
-    return ok({"success": True, **simple_public(outcome)}, request_id=ctx.request_id)
+    return ok(ModelTestPublic.of(outcome, success=True), request_id=ctx.request_id)
 
 
-@router.get("/models/{model:path}/info", summary="What is known about one model")
+@router.get(
+    "/models/{model:path}/info",
+    response_model=Envelope[ModelInfoPublic],
+    summary="What is known about one model",
+)
 async def read_model_info(
     request: Request,
     model: str,
     caller: Annotated[Caller, requires("models:read")],
     models: ModelsDep,
 ) -> JSONResponse:
-    return ok(await listings.model_info(models, model), request_id=request.state.request_id)
+    info = await listings.model_info(models, model)
+    return ok(ModelInfoPublic.model_validate(info), request_id=request.state.request_id)
 
 
-@router.get("/health/circuit-breakers", summary="Circuit breaker of each model provider")
+@router.get(
+    "/health/circuit-breakers",
+    response_model=Envelope[CircuitBreakersPublic],
+    summary="Circuit breaker of each model provider",
+)
 async def read_circuit_breakers(
     request: Request, caller: Annotated[Caller, requires("models:read")], models: ModelsDep
 ) -> JSONResponse:
     names = [entry.name for entry in await models.registry.entries() if entry.kind != "local"]
     breakers = models.breakers.snapshot(names)
-    data = {
-        "circuit_breakers": breakers,
-        "open": [n for n, b in breakers.items() if b["state"] == "open"],
-    }
+    data = CircuitBreakersPublic.model_validate(
+        {
+            "circuit_breakers": breakers,
+            "open": [n for n, b in breakers.items() if b["state"] == "open"],
+        }
+    )
     return ok(data, request_id=request.state.request_id)

@@ -20,16 +20,23 @@ from sqlalchemy.orm import InstrumentedAttribute
 from api.deps import Caller, requires
 from api.partio import (
     CredentialCreate,
+    CredentialPublic,
     CredentialUpdate,
     EndpointCreate,
+    EndpointPublic,
     EndpointUpdate,
     EnumerationRequest,
+    EnumerationResult,
+    PartioUserPublic,
+    PascalModel,
     TenantCreate,
+    TenantCreatedPublic,
+    TenantPublic,
     TenantUpdate,
     UserCreate,
     UserUpdate,
+    WhoamiPublic,
     enumeration_result,
-    utc,
 )
 from engine.db.paging import enumerate_rows
 from engine.db.scope import TenantScope
@@ -45,59 +52,6 @@ AdminCaller = Annotated[Caller, requires("admin", across_tenants=True)]
 API_FORMATS = ("Ollama", "OpenAI", "Local")
 
 
-def _labels_tags(row: Any) -> dict[str, Any]:
-    return {
-        "Labels": row.labels or [],
-        "Tags": row.tags or {},
-        "CreatedUtc": utc(row.created_at),
-        "LastUpdateUtc": utc(row.updated_at),
-    }
-
-
-def tenant_public(tenant: Tenant) -> dict[str, Any]:
-    return {"Id": tenant.id, "Name": tenant.name, "Active": tenant.active, **_labels_tags(tenant)}
-
-
-def user_public(user: User) -> dict[str, Any]:
-    return {
-        "Id": user.id,
-        "TenantId": user.tenant_id,
-        "Email": user.email,
-        "Password": None,  # never returned
-        "FirstName": user.first_name,
-        "LastName": user.last_name,
-        "IsAdmin": user.role == "admin",
-        "Active": user.active,
-        **_labels_tags(user),
-    }
-
-
-def credential_public(key: ApiKey, bearer_token: str | None = None) -> dict[str, Any]:
-    return {
-        "Id": key.id,
-        "TenantId": key.tenant_id,
-        "UserId": key.user_id,
-        "Name": key.name,
-        "BearerToken": bearer_token,  # only in the answer that creates it
-        "Active": key.revoked_at is None,
-        **_labels_tags(key),
-    }
-
-
-def endpoint_public(endpoint: EmbeddingEndpoint) -> dict[str, Any]:
-    return {
-        "Id": endpoint.id,
-        "TenantId": endpoint.tenant_id,
-        "Name": endpoint.name,
-        "Model": endpoint.model,
-        "Endpoint": endpoint.endpoint,
-        "ApiFormat": endpoint.api_format,
-        "ApiKey": "********" if endpoint.api_key_encrypted else None,
-        "Active": endpoint.active,
-        **_labels_tags(endpoint),
-    }
-
-
 @dataclass(frozen=True)
 class Resource:
     """What the shared read/head/delete/enumerate verbs need to know of a type."""
@@ -105,16 +59,51 @@ class Resource:
     path: str
     model: Any
     name_column: InstrumentedAttribute[Any]
-    public: Callable[[Any], dict[str, Any]]
+    public: Callable[[Any], PascalModel]
+    # The response models (the generic page is parametrised here, where the type is known).
+    public_model: type[PascalModel]
+    page_model: type[EnumerationResult[Any]]
     what: str
 
 
 RESOURCES = [
-    Resource("users", User, User.email, user_public, "user"),
-    Resource("credentials", ApiKey, ApiKey.name, credential_public, "credential"),
-    Resource("endpoints", EmbeddingEndpoint, EmbeddingEndpoint.model, endpoint_public, "endpoint"),
+    Resource(
+        "users",
+        User,
+        User.email,
+        PartioUserPublic.of,
+        PartioUserPublic,
+        EnumerationResult[PartioUserPublic],
+        "user",
+    ),
+    Resource(
+        "credentials",
+        ApiKey,
+        ApiKey.name,
+        CredentialPublic.of,
+        CredentialPublic,
+        EnumerationResult[CredentialPublic],
+        "credential",
+    ),
+    Resource(
+        "endpoints",
+        EmbeddingEndpoint,
+        EmbeddingEndpoint.model,
+        EndpointPublic.of,
+        EndpointPublic,
+        EnumerationResult[EndpointPublic],
+        "endpoint",
+    ),
 ]
-TENANTS = Resource("tenants", Tenant, Tenant.name, tenant_public, "tenant")
+TENANTS = Resource(
+    "tenants",
+    Tenant,
+    Tenant.name,
+    TenantPublic.of,
+    TenantPublic,
+    EnumerationResult[TenantPublic],
+    "tenant",
+)
 
 
 def _superuser(caller: Caller) -> None:
@@ -131,7 +120,7 @@ def _view(caller: Caller, resource: Resource) -> TenantScope:
 
 
 def _add_shared_verbs(resource: Resource) -> None:
-    async def read(object_id: str, caller: AdminCaller) -> dict[str, Any]:
+    async def read(object_id: str, caller: AdminCaller) -> PascalModel:
         row = await _view(caller, resource).get(resource.model, object_id, what=resource.what)
         return resource.public(row)
 
@@ -145,7 +134,9 @@ def _add_shared_verbs(resource: Resource) -> None:
         await caller.session.commit()
         return Response(status_code=204)
 
-    async def enumerate_(body: EnumerationRequest, caller: AdminCaller) -> dict[str, Any]:
+    async def enumerate_(
+        body: EnumerationRequest, caller: AdminCaller
+    ) -> EnumerationResult[PascalModel]:
         page = await enumerate_rows(
             caller.session,
             _view(caller, resource).select(resource.model),
@@ -157,12 +148,26 @@ def _add_shared_verbs(resource: Resource) -> None:
         return enumeration_result(page, body.max_results, objects)
 
     name = resource.what
-    router.get(f"/{resource.path}/{{object_id}}", summary=f"Read a {name}")(read)
-    router.head(f"/{resource.path}/{{object_id}}", summary=f"Does a {name} exist")(exists)
+    router.get(
+        f"/{resource.path}/{{object_id}}",
+        response_model=resource.public_model,
+        summary=f"Read a {name}",
+    )(read)
+    # HEAD answers a status only: no body, so no JSON in the schema.
+    router.head(
+        f"/{resource.path}/{{object_id}}",
+        response_class=Response,
+        responses={200: {"description": f"The {name} exists"}, 404: {"description": "Not found"}},
+        summary=f"Does a {name} exist",
+    )(exists)
     router.delete(f"/{resource.path}/{{object_id}}", status_code=204, summary=f"Delete a {name}")(
         delete
     )
-    router.post(f"/{resource.path}/enumerate", summary=f"Enumerate {name}s")(enumerate_)
+    router.post(
+        f"/{resource.path}/enumerate",
+        response_model=resource.page_model,
+        summary=f"Enumerate {name}s",
+    )(enumerate_)
 
 
 for _resource in (TENANTS, *RESOURCES):
@@ -179,24 +184,29 @@ def _apply(row: Any, changes: dict[str, Any], fields: dict[str, str]) -> None:
 # --- tenants ------------------------------------------------------------------------
 
 
-@router.put("/tenants", status_code=201, summary="Create a tenant with its defaults")
-async def create_tenant(body: TenantCreate, caller: AdminCaller) -> dict[str, Any]:
+@router.put(
+    "/tenants",
+    status_code=201,
+    response_model=TenantCreatedPublic,
+    summary="Create a tenant with its defaults",
+)
+async def create_tenant(body: TenantCreate, caller: AdminCaller) -> TenantCreatedPublic:
     _superuser(caller)
     made = await accounts.create_tenant_with_defaults(
         caller.session, body.name, labels=body.labels, tags=body.tags
     )
     await caller.session.commit()
     # The default credential's token exists only in this answer (stored as a hash).
-    return {
-        **tenant_public(made.tenant),
-        "DefaultUser": user_public(made.user),
-        "DefaultCredential": credential_public(made.credential.record, made.credential.secret),
-        "DefaultEndpoint": endpoint_public(made.endpoint),
-    }
+    return TenantCreatedPublic(
+        **TenantPublic.of(made.tenant).model_dump(),
+        default_user=PartioUserPublic.of(made.user),
+        default_credential=CredentialPublic.of(made.credential.record, made.credential.secret),
+        default_endpoint=EndpointPublic.of(made.endpoint),
+    )
 
 
-@router.put("/tenants/{object_id}", summary="Update a tenant")
-async def update_tenant(object_id: str, body: TenantUpdate, caller: AdminCaller) -> dict[str, Any]:
+@router.put("/tenants/{object_id}", response_model=TenantPublic, summary="Update a tenant")
+async def update_tenant(object_id: str, body: TenantUpdate, caller: AdminCaller) -> TenantPublic:
     tenant = await _view(caller, TENANTS).get(Tenant, object_id, what="tenant")
     _apply(
         tenant,
@@ -204,14 +214,14 @@ async def update_tenant(object_id: str, body: TenantUpdate, caller: AdminCaller)
         {"name": "name", "labels": "labels", "tags": "tags", "active": "active"},
     )
     await caller.session.commit()
-    return tenant_public(tenant)
+    return TenantPublic.of(tenant)
 
 
 # --- users ----------------------------------------------------------------------------
 
 
-@router.put("/users", status_code=201, summary="Create a user")
-async def create_user(body: UserCreate, caller: AdminCaller) -> dict[str, Any]:
+@router.put("/users", status_code=201, response_model=PartioUserPublic, summary="Create a user")
+async def create_user(body: UserCreate, caller: AdminCaller) -> PartioUserPublic:
     tenant = await caller.session.get(Tenant, caller.db.tenant_for_new_row(body.tenant_id))
     if tenant is None:
         raise InvalidInput(f"tenant {body.tenant_id} not found", details={"field": "TenantId"})
@@ -226,11 +236,11 @@ async def create_user(body: UserCreate, caller: AdminCaller) -> dict[str, Any]:
     )
     user.labels, user.tags = body.labels, body.tags
     await caller.session.commit()
-    return user_public(user)
+    return PartioUserPublic.of(user)
 
 
-@router.put("/users/{object_id}", summary="Update a user")
-async def update_user(object_id: str, body: UserUpdate, caller: AdminCaller) -> dict[str, Any]:
+@router.put("/users/{object_id}", response_model=PartioUserPublic, summary="Update a user")
+async def update_user(object_id: str, body: UserUpdate, caller: AdminCaller) -> PartioUserPublic:
     user = await caller.db.get(User, object_id, what="user")
     changes = body.model_dump()
     if body.email is not None:
@@ -253,14 +263,19 @@ async def update_user(object_id: str, body: UserUpdate, caller: AdminCaller) -> 
         },
     )
     await caller.session.commit()
-    return user_public(user)
+    return PartioUserPublic.of(user)
 
 
 # --- credentials ----------------------------------------------------------------------
 
 
-@router.put("/credentials", status_code=201, summary="Create a credential (bearer token)")
-async def create_credential(body: CredentialCreate, caller: AdminCaller) -> dict[str, Any]:
+@router.put(
+    "/credentials",
+    status_code=201,
+    response_model=CredentialPublic,
+    summary="Create a credential (bearer token)",
+)
+async def create_credential(body: CredentialCreate, caller: AdminCaller) -> CredentialPublic:
     tenant_id = caller.db.tenant_for_new_row(body.tenant_id)
     user = await caller.db.get(User, body.user_id, what="user")
     if user.tenant_id != tenant_id:
@@ -269,13 +284,15 @@ async def create_credential(body: CredentialCreate, caller: AdminCaller) -> dict
         caller.session, user, body.name, sorted(USER_SCOPES), labels=body.labels, tags=body.tags
     )
     await caller.session.commit()
-    return credential_public(issued.record, issued.secret)
+    return CredentialPublic.of(issued.record, issued.secret)
 
 
-@router.put("/credentials/{object_id}", summary="Update a credential")
+@router.put(
+    "/credentials/{object_id}", response_model=CredentialPublic, summary="Update a credential"
+)
 async def update_credential(
     object_id: str, body: CredentialUpdate, caller: AdminCaller
-) -> dict[str, Any]:
+) -> CredentialPublic:
     key = await caller.db.get(ApiKey, object_id, what="credential")
     if body.active is not None:
         key.revoked_at = None if body.active else (key.revoked_at or datetime.now(UTC))
@@ -285,7 +302,7 @@ async def update_credential(
         {"name": "name", "labels": "labels", "tags": "tags"},
     )
     await caller.session.commit()
-    return credential_public(key)
+    return CredentialPublic.of(key)
 
 
 # --- embedding endpoints ----------------------------------------------------------------
@@ -303,8 +320,13 @@ def _check_endpoint(api_format: str, url: str | None) -> None:
         raise InvalidInput("Endpoint must be an http(s) URL", details={"field": "Endpoint"})
 
 
-@router.put("/endpoints", status_code=201, summary="Create an embedding endpoint")
-async def create_endpoint(body: EndpointCreate, caller: AdminCaller) -> dict[str, Any]:
+@router.put(
+    "/endpoints",
+    status_code=201,
+    response_model=EndpointPublic,
+    summary="Create an embedding endpoint",
+)
+async def create_endpoint(body: EndpointCreate, caller: AdminCaller) -> EndpointPublic:
     tenant_id = caller.db.tenant_for_new_row(body.tenant_id)
     if await caller.session.get(Tenant, tenant_id) is None:
         raise InvalidInput(f"tenant {tenant_id} not found", details={"field": "TenantId"})
@@ -322,13 +344,17 @@ async def create_endpoint(body: EndpointCreate, caller: AdminCaller) -> dict[str
     )
     caller.session.add(endpoint)
     await caller.session.commit()
-    return endpoint_public(endpoint)
+    return EndpointPublic.of(endpoint)
 
 
-@router.put("/endpoints/{object_id}", summary="Update an embedding endpoint")
+@router.put(
+    "/endpoints/{object_id}",
+    response_model=EndpointPublic,
+    summary="Update an embedding endpoint",
+)
 async def update_endpoint(
     object_id: str, body: EndpointUpdate, caller: AdminCaller
-) -> dict[str, Any]:
+) -> EndpointPublic:
     endpoint = await caller.db.get(EmbeddingEndpoint, object_id, what="endpoint")
     api_format = body.api_format or endpoint.api_format
     _check_endpoint(api_format, body.endpoint if body.endpoint is not None else endpoint.endpoint)
@@ -348,17 +374,17 @@ async def update_endpoint(
         },
     )
     await caller.session.commit()
-    return endpoint_public(endpoint)
+    return EndpointPublic.of(endpoint)
 
 
 # --- identity -------------------------------------------------------------------------
 
 
-@router.get("/whoami", summary="Role and tenant of the caller")
+@router.get("/whoami", response_model=WhoamiPublic, summary="Role and tenant of the caller")
 async def read_whoami(
     caller: Annotated[Caller, requires("profile", across_tenants=True)],
-) -> dict[str, str]:
+) -> WhoamiPublic:
     if caller.principal.is_superuser:
-        return {"Role": "Admin", "TenantName": "Admin"}
+        return WhoamiPublic(role="Admin", tenant_name="Admin")
     tenant = await caller.session.get(Tenant, caller.tenant_id)
-    return {"Role": "User", "TenantName": tenant.name if tenant else ""}
+    return WhoamiPublic(role="User", tenant_name=tenant.name if tenant else "")

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Body
 from pydantic import Field
 
 from api.deps import Caller, ResourcesDep, TemporalDep, requires
-from api.partio import PascalModel
+from api.partio import PascalModel, SemanticCellPublic
 from engine.documents import cells
 from engine.documents.chunking import ChunkingConfig, Strategy
 from engine.platform.errors import InvalidInput
@@ -60,8 +60,8 @@ async def _process(
     caller: Caller,
     resources: ResourcesDep,
     client: TemporalDep,
-) -> list[dict[str, Any]]:
-    return await cells.process_cells(
+) -> list[SemanticCellPublic]:
+    answers = await cells.process_cells(
         caller.db,
         client,
         resources.store,
@@ -70,25 +70,34 @@ async def _process(
         [cell.as_cell() for cell in requests],
         started_by=caller.principal.user_id,
     )
+    return [SemanticCellPublic.model_validate(answer) for answer in answers]
 
 
-@router.post("/{endpoint_id}/process", summary="Chunk and embed one semantic cell")
+@router.post(
+    "/{endpoint_id}/process",
+    response_model=SemanticCellPublic,
+    summary="Chunk and embed one semantic cell",
+)
 async def process_cell(
     endpoint_id: str,
     body: SemanticCellRequest,
     caller: Annotated[Caller, requires("ai:embeddings")],
     resources: ResourcesDep,
     client: TemporalDep,
-) -> dict[str, Any]:
+) -> SemanticCellPublic:
     return (await _process(endpoint_id, [body], caller, resources, client))[0]
 
 
-@router.post("/{endpoint_id}/process/batch", summary="Chunk and embed many semantic cells")
+@router.post(
+    "/{endpoint_id}/process/batch",
+    response_model=list[SemanticCellPublic],
+    summary="Chunk and embed many semantic cells",
+)
 async def process_cells(
     endpoint_id: str,
     body: Annotated[list[SemanticCellRequest], Body()],
     caller: Annotated[Caller, requires("ai:embeddings")],
     resources: ResourcesDep,
     client: TemporalDep,
-) -> list[dict[str, Any]]:
+) -> list[SemanticCellPublic]:
     return await _process(endpoint_id, body, caller, resources, client)

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, field_validator
 
 from api.deps import Caller, ResourcesDep, requires
-from api.envelope import ok
+from api.envelope import Envelope, ok
 from api.model_deps import call_context
-from engine.ai.providers.base import EmbeddingResult
-from engine.documents.rag import RagQuery, answer_query, embed_texts
+from api.schemas.documents import EmbeddingsPublic
+from engine.documents.rag import RagAnswer, RagQuery, answer_query, embed_texts
 
 router = APIRouter(prefix="/api/v1/ai", tags=["ai"])
 
@@ -32,7 +32,11 @@ class EmbeddingsRequest(BaseModel):
         return value
 
 
-@router.post("/embeddings", summary="Embed one text or a list of texts")
+@router.post(
+    "/embeddings",
+    response_model=Envelope[EmbeddingsPublic],
+    summary="Embed one text or a list of texts",
+)
 async def create_embeddings(
     request: Request,
     body: EmbeddingsRequest,
@@ -43,19 +47,14 @@ async def create_embeddings(
     model = body.model or caller.settings.default_embedding_model
     context = call_context(request, caller, kind="embedding")
     result = await embed_texts(resources.models, context, model, texts)
-    return ok(_embeddings(result), request_id=request.state.request_id)
+    return ok(EmbeddingsPublic.of(result), request_id=request.state.request_id)
 
 
-def _embeddings(result: EmbeddingResult) -> dict[str, Any]:
-    return {
-        "embeddings": result.vectors,
-        "model": result.model,
-        "dimensions": len(result.vectors[0]) if result.vectors else 0,
-        "usage": {"tokens": result.tokens, "prompt_tokens": result.tokens},
-    }
-
-
-@router.post("/rag/query", summary="Answer a question from the tenant's documents, with citations")
+@router.post(
+    "/rag/query",
+    response_model=Envelope[RagAnswer],
+    summary="Answer a question from the tenant's documents, with citations",
+)
 async def create_rag_answer(
     request: Request,
     body: RagQuery,

@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from api.deps import Caller, TemporalDep, requires
-from api.envelope import ok
+from api.envelope import Envelope, ok
+from api.schemas.health import SystemCheckPublic
 from engine.platform.queues import ACTIVITY_QUEUES, TaskQueue
 from engine.platform.system_check import run_system_check
 
@@ -22,8 +23,13 @@ class SystemCheckRequest(BaseModel):
     timeout_seconds: float = Field(default=30, gt=0, le=120)
 
 
-@router.post("/check", summary="Run SystemCheckWorkflow through every activity queue")
+@router.post(
+    "/check",
+    response_model=Envelope[SystemCheckPublic],
+    summary="Run SystemCheckWorkflow through every activity queue",
+)
 async def create_system_check(
+    request: Request,
     client: TemporalDep,
     caller: Annotated[Caller, requires("admin")],
     request_body: Annotated[SystemCheckRequest | None, Body()] = None,
@@ -37,4 +43,4 @@ async def create_system_check(
         tenant_id=caller.tenant_id,
         started_by=caller.principal.user_id,
     )
-    return ok(result)
+    return ok(SystemCheckPublic.model_validate(result), request_id=request.state.request_id)

@@ -9,8 +9,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import Caller, requires
-from api.envelope import ok
-from api.routes.auth import user_public
+from api.envelope import Envelope, ok
+from api.schemas.identity import UserPublic
 from engine.db.tables import User
 from engine.identity import accounts
 from engine.platform.errors import Forbidden
@@ -34,14 +34,16 @@ async def _me(caller: Caller) -> User:
     return await caller.db.get(User, caller.principal.user_id, what="user")
 
 
-@router.get("/me", summary="Read the caller's profile")
+@router.get("/me", response_model=Envelope[UserPublic], summary="Read the caller's profile")
 async def read_user_me(
     request: Request, caller: Annotated[Caller, requires("profile")]
 ) -> JSONResponse:
-    return ok(user_public(await _me(caller)), request_id=request.state.request_id)
+    return ok(UserPublic.of(await _me(caller)), request_id=request.state.request_id)
 
 
-@router.put("/me", summary="Update the caller's name or e-mail")
+@router.put(
+    "/me", response_model=Envelope[UserPublic], summary="Update the caller's name or e-mail"
+)
 async def update_user_me(
     request: Request, caller: Annotated[Caller, requires("profile")], body: UserUpdate
 ) -> JSONResponse:
@@ -54,4 +56,4 @@ async def update_user_me(
         await accounts.ensure_email_free(caller.session, email, except_id=user.id)
         user.email = email
     await caller.session.commit()
-    return ok(user_public(user), request_id=request.state.request_id)
+    return ok(UserPublic.of(user), request_id=request.state.request_id)

@@ -7,7 +7,6 @@ from typing import Literal
 from pydantic import BaseModel
 from pydantic.json_schema import SkipJsonSchema
 
-from api.partio import PascalModel
 from engine.platform.health import CheckResult, Status
 from workflows.system_check import SystemCheckResult
 
@@ -85,11 +84,6 @@ class ReadyPublic(BaseModel):
     status: Literal["ready", "not_ready"]
     timestamp: str
     checks: ReadyChecksPublic
-
-
-class PartioHealthPublic(PascalModel):
-    status: Literal["Healthy", "Degraded", "Unhealthy"]
-    version: str
 
 
 class SystemCheckPublic(SystemCheckResult):

@@ -92,7 +92,9 @@ class Citation(BaseModel):
     text: str
     file_id: str
     filename: str
-    page: int | None
+    # None for text without pages; public() then leaves the key out, so the
+    # schema must not require it.
+    page: int | None = None
     score: float
     chunk_id: str
 
