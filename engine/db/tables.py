@@ -326,3 +326,99 @@ class Event(Base):
     # Idempotency for events emitted by activities that may run twice.
     dedupe_key: Mapped[str | None] = mapped_column(String(300), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Agent(Timestamped, Base):
+    """An LLM agent (z2 and sutazai): a role, a system prompt and model preferences."""
+
+    __tablename__ = "agents"
+    __table_args__ = (Index("ix_agents_tenant_created", "tenant_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("agt"))
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    type: Mapped[str] = mapped_column(String(40))  # researcher, writer, coder, analyst, validator
+    description: Mapped[str] = mapped_column(Text, default="")
+    capabilities: Mapped[list[str]] = mapped_column(default=list)
+    system_prompt: Mapped[str] = mapped_column(Text, default="")
+    # model_preferences {primary, fallback}, temperature, max_tokens, tools, memory_size
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(20), default="active")
+    created_by: Mapped[str | None] = mapped_column(String(40))
+
+
+class PipelineDefinitionRow(Timestamped, Base):
+    """A stored workflow definition. ``definition`` is the normalised DAG that runs;
+    ``source`` and ``raw`` keep the shape the client sent (z2 ``graph`` or auterity
+    ``steps``), so each seed reads back what it wrote. Deleting is soft."""
+
+    __tablename__ = "pipeline_definitions"
+    __table_args__ = (Index("ix_pipeline_definitions_tenant_created", "tenant_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("wf"))
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    category: Mapped[str | None] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(20), default="active")
+    source: Mapped[str] = mapped_column(String(20))  # graph, steps, code, template
+    raw: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    definition: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    version: Mapped[int] = mapped_column(default=1)
+    created_by: Mapped[str | None] = mapped_column(String(40))
+    deleted_at: Mapped[datetime | None] = mapped_column()
+
+
+class Execution(Timestamped, Base):
+    """The index of pipeline executions (listing, analytics, reading after Temporal's
+    retention); Temporal holds the truth while a run is open."""
+
+    __tablename__ = "executions"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "idempotency_key"),
+        Index("ix_executions_tenant_created", "tenant_id", "created_at"),
+        Index("ix_executions_definition", "definition_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("exe"))
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    definition_id: Mapped[str | None] = mapped_column(String(40))
+    workflow_id: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(40), default="pipeline")  # pipeline, task
+    status: Mapped[str] = mapped_column(String(20), default="running")
+    priority: Mapped[str] = mapped_column(String(10), default="normal")
+    input_data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    total_steps: Mapped[int] = mapped_column(default=0)
+    scheduled_at: Mapped[datetime | None] = mapped_column()
+    started_at: Mapped[datetime | None] = mapped_column()
+    completed_at: Mapped[datetime | None] = mapped_column()
+    tokens_used: Mapped[int] = mapped_column(default=0)
+    cost_usd: Mapped[float] = mapped_column(default=0.0)
+    error_code: Mapped[str | None] = mapped_column(String(60))
+    error_message: Mapped[str | None] = mapped_column(String(2000))
+    # Per-step results once the run is over: status, output, error, tokens, cost.
+    results: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    created_by: Mapped[str | None] = mapped_column(String(40))
+
+
+class EmailMessage(Base):
+    """An e-mail a pipeline step sent: delivered over SMTP when configured, and kept
+    here either way (``status`` ``sent`` or ``stored``), so it is never silently lost."""
+
+    __tablename__ = "email_outbox"
+    __table_args__ = (Index("ix_email_outbox_tenant_created", "tenant_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("mail"))
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    execution_id: Mapped[str | None] = mapped_column(String(40))
+    step_id: Mapped[str | None] = mapped_column(String(100))
+    to: Mapped[list[str]] = mapped_column(default=list)
+    subject: Mapped[str] = mapped_column(String(500), default="")
+    body: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(20), default="stored")  # stored, sent, failed
+    error: Mapped[str | None] = mapped_column(String(1000))
+    # One message per (execution, step), however often the activity runs.
+    dedupe_key: Mapped[str | None] = mapped_column(String(300), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column()
