@@ -17,6 +17,7 @@ from api.routes import (
     api_keys,
     auth,
     chat,
+    executions,
     files,
     health,
     model_providers,
@@ -100,6 +101,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         chat.router,
         model_routing.router,
         cache_routes.router,
+        executions.v1,
+        executions.auterity,
     ):
         app.include_router(router)
     return app

@@ -24,6 +24,7 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from engine.ai.providers import local
+from engine.ai.runtime import ModelRuntime
 from engine.db.connection import create_engine, create_sessionmaker
 from engine.platform import temporal
 from engine.platform.egress import new_http_client
@@ -34,9 +35,11 @@ from engine.vectors import VectorIndex, vector_index
 from workers.activities.cells import CellActivities
 from workers.activities.documents import DocumentActivities
 from workers.activities.models import ModelActivities
+from workers.activities.pipelines import PipelineActivities
 from workers.activities.system import SystemActivities
 from workflows.document_processing import DocumentProcessingWorkflow
 from workflows.model_pull import ModelPullWorkflow
+from workflows.pipeline import PipelineWorkflow
 from workflows.semantic_cells import SemanticCellsWorkflow
 from workflows.system_check import SystemCheckWorkflow
 
@@ -47,6 +50,7 @@ WORKFLOWS: list[type] = [
     DocumentProcessingWorkflow,
     SemanticCellsWorkflow,
     ModelPullWorkflow,
+    PipelineWorkflow,
 ]
 
 
@@ -63,6 +67,10 @@ WORKFLOW_PASSTHROUGH_MODULES = (
     "annotated_types",
     "engine.platform.queues",
     "engine.documents.chunking",
+    "engine.platform.errors",
+    "engine.pipelines.conditions",
+    "engine.pipelines.definition",
+    "engine.pipelines.templating",
 )
 WORKFLOW_RUNNER = SandboxedWorkflowRunner(
     restrictions=SandboxRestrictions.default.with_passthrough_modules(*WORKFLOW_PASSTHROUGH_MODULES)
@@ -87,19 +95,24 @@ class WorkerResources:
     store: BlobStore
     index: VectorIndex
     http: httpx.AsyncClient
+    # The model layer for pipeline steps: registry, breakers, stats, ledger.
+    models: ModelRuntime
 
     @classmethod
     def open(cls, settings: Settings) -> WorkerResources:
         engine = create_engine(settings)
+        sessions = create_sessionmaker(engine)
+        # No retries and no redirects here: Temporal retries activities. No
+        # proxy variables either: the egress guard must see the real destination.
+        http = new_http_client(settings)
         return cls(
             settings=settings,
             engine=engine,
-            sessions=create_sessionmaker(engine),
+            sessions=sessions,
             store=blob_store(settings),
             index=vector_index(settings),
-            # No retries and no redirects here: Temporal retries activities. No
-            # proxy variables either: the egress guard must see the real destination.
-            http=new_http_client(settings),
+            http=http,
+            models=ModelRuntime.open(settings, sessions, http=http),
         )
 
     async def close(self) -> None:
@@ -128,6 +141,16 @@ def activities_by_queue(
         queues[TaskQueue.IO] += [docs.index_chunks, docs.finish_document]
         models = ModelActivities(resources.settings, resources.sessions, resources.http)
         queues[TaskQueue.IO] += [models.pull_model]
+        steps = PipelineActivities(
+            resources.settings, resources.sessions, resources.http, resources.models
+        )
+        queues[TaskQueue.IO] += [
+            steps.call_model,
+            steps.call_api,
+            steps.send_email,
+            steps.load_definition,
+            steps.record_execution,
+        ]
     return queues
 
 

@@ -34,6 +34,13 @@ from workflows.document_payloads import (
     IndexInput,
     IndexResult,
 )
+from workflows.pipeline_payloads import (
+    ExecutionRecord,
+    LoadDefinitionInput,
+    LoadedDefinition,
+    StepCall,
+    StepOutcome,
+)
 
 ArgT = TypeVar("ArgT")
 ResultT = TypeVar("ResultT")
@@ -53,6 +60,11 @@ class Activity(StrEnum):
     PULL_MODEL = "pull_model"
     CHUNK_CELLS = "chunk_cells"
     ASSEMBLE_CELLS = "assemble_cells"
+    CALL_MODEL = "call_model"
+    CALL_API = "call_api"
+    SEND_EMAIL = "send_email"
+    LOAD_DEFINITION = "load_definition"
+    RECORD_EXECUTION = "record_execution"
 
 
 @dataclass(frozen=True)
@@ -138,3 +150,8 @@ FINISH_DOCUMENT = ActivityDef(Activity.FINISH_DOCUMENT, FinishInput, type(None))
 PULL_MODEL = ActivityDef(Activity.PULL_MODEL, PullModelInput, PullModelResult)
 CHUNK_CELLS = ActivityDef(Activity.CHUNK_CELLS, CellsInput, CellChunksResult)
 ASSEMBLE_CELLS = ActivityDef(Activity.ASSEMBLE_CELLS, AssembleInput, AssembleResult)
+CALL_MODEL = ActivityDef(Activity.CALL_MODEL, StepCall, StepOutcome)
+CALL_API = ActivityDef(Activity.CALL_API, StepCall, StepOutcome)
+SEND_EMAIL = ActivityDef(Activity.SEND_EMAIL, StepCall, StepOutcome)
+LOAD_DEFINITION = ActivityDef(Activity.LOAD_DEFINITION, LoadDefinitionInput, LoadedDefinition)
+RECORD_EXECUTION = ActivityDef(Activity.RECORD_EXECUTION, ExecutionRecord, type(None))

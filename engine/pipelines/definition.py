@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from engine.pipelines.templating import references
+from engine.pipelines.templating import TemplateError, references
 from engine.platform.errors import WeftError
 
 STEP_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
@@ -276,7 +276,13 @@ def validate(
         _check_config(step, known_agents)
     reach = ancestors(definition)
     for step in steps:
-        for ref in references(step.config):
+        try:
+            refs = references(step.config)
+        except TemplateError as exc:
+            raise _invalid(
+                f"step {step.id!r}: {exc}", "INVALID_TEMPLATE", step=step.id, field="config"
+            ) from None
+        for ref in refs:
             if ref.step is not None:
                 if ref.step not in reach[step.id]:
                     raise _invalid(

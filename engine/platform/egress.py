@@ -16,6 +16,13 @@ connection the guard:
   the check and the connection (DNS rebinding) cannot reach another address;
 - follows no redirects, caps the response size while reading, and bounds time.
 
+URLs that tenants supply (``tenant=True``: api_call steps, webhooks, remote
+agents) are held to stricter rules than the operator's own: loopback, private
+and link-local addresses are refused whatever ``egress_allow_loopback`` and
+``egress_allowed_hosts`` say, unless ``tenant_egress_allowed_hosts`` lists the
+host or address — optionally with a port, so one local service can be opened
+without the rest of the machine (the Temporal Web UI, the API itself, …).
+
 Known limit: keep-alive connections are pooled per IP address, so two https
 host names that share one IP may share a TLS connection verified for the first.
 """
@@ -117,12 +124,50 @@ class _Allowlist:
         )
 
 
-def denial_reason(ip: IPAddress, host: str, settings: Settings) -> str | None:
-    """Why ``ip`` (an address of ``host``) may not be reached, or None."""
+@dataclass(frozen=True)
+class _PortAllowlist:
+    """Allow-list entries that may name a port: ``host``, ``10.0.0.0/8``,
+    ``127.0.0.1:18931``, ``[::1]:8080``, ``hooks.internal:443``."""
+
+    entries: tuple[tuple[_Allowlist, int | None], ...]
+
+    @classmethod
+    def of(cls, entries: list[str]) -> _PortAllowlist:
+        parsed = []
+        for entry in entries:
+            value = entry.strip().lower()
+            port: int | None = None
+            if value.startswith("["):  # [v6] or [v6]:port
+                address, _, rest = value[1:].partition("]")
+                value = address
+                if rest.startswith(":") and rest[1:].isdigit():
+                    port = int(rest[1:])
+            elif value.count(":") == 1:  # host:port (a bare IPv6 address has more colons)
+                name, _, number = value.partition(":")
+                if number.isdigit():
+                    value, port = name, int(number)
+            parsed.append((_Allowlist.of([value]), port))
+        return cls(tuple(parsed))
+
+    def allows(self, host: str, ip: IPAddress, port: int) -> bool:
+        return any(
+            names.allows(host, ip) and (allowed is None or allowed == port)
+            for names, allowed in self.entries
+        )
+
+
+def denial_reason(
+    ip: IPAddress, host: str, settings: Settings, *, port: int = 0, tenant: bool = False
+) -> str | None:
+    """Why ``ip`` (an address of ``host``, to be reached on ``port``) may not be
+    reached, or None. ``tenant``: a URL a tenant supplied (see the module's rules)."""
     category = address_category(ip)
     if category == "public":
         return None
     if category in ("loopback", "private"):
+        if tenant:
+            allowed = _PortAllowlist.of(settings.tenant_egress_allowed_hosts)
+            return None if allowed.allows(host, ip, port) else category
         if _Allowlist.of(settings.egress_allowed_hosts).allows(host, ip):
             return None
         if category == "loopback" and settings.egress_allow_loopback:
@@ -170,8 +215,11 @@ def parse_url(url: str | httpx.URL) -> httpx.URL:
     return parsed
 
 
-async def resolve_target(url: str | httpx.URL, settings: Settings) -> Target:
-    """Resolve and check ``url``; EgressDenied if any address is forbidden.
+async def resolve_target(
+    url: str | httpx.URL, settings: Settings, *, tenant: bool = False
+) -> Target:
+    """Resolve and check ``url``; EgressDenied if any address is forbidden
+    (``tenant``: a URL a tenant supplied, under the tenant rules).
 
     A name that does not resolve raises ``httpx.ConnectError`` (unreachable, not
     forbidden), so callers treat it like any other connection failure.
@@ -193,7 +241,7 @@ async def resolve_target(url: str | httpx.URL, settings: Settings) -> Target:
     if not addresses:
         raise httpx.ConnectError(f"{host} resolves to no address")
     for address in addresses:
-        reason = denial_reason(address, host, settings)
+        reason = denial_reason(address, host, settings, port=port, tenant=tenant)
         if reason is not None:
             # The address itself stays out of the message: it would let a
             # caller map internal DNS through error texts.
@@ -251,13 +299,16 @@ async def guarded_stream(
     headers: Mapping[str, str] | None = None,
     json: Any = None,
     timeout_seconds: float | None = None,
+    tenant: bool = False,
+    max_bytes: int | None = None,
 ) -> AsyncIterator[GuardedResponse]:
     """Send a checked request and stream its answer; the response closes on exit.
 
     ``timeout_seconds`` bounds connecting and each read (so a stream that stalls
-    fails), defaulting to ``provider_timeout_seconds``.
+    fails), defaulting to ``provider_timeout_seconds``. ``tenant``: the URL is
+    a tenant's (tenant rules); ``max_bytes`` caps the body below the provider cap.
     """
-    target = await resolve_target(url, settings)
+    target = await resolve_target(url, settings, tenant=tenant)
     seconds = timeout_seconds or settings.provider_timeout_seconds
     extensions = {"sni_hostname": target.host} if target.url.scheme == "https" else {}
     request = http.build_request(
@@ -270,7 +321,7 @@ async def guarded_stream(
     )
     response = await http.send(request, stream=True, follow_redirects=False)
     try:
-        yield GuardedResponse(response, settings.provider_max_response_bytes)
+        yield GuardedResponse(response, max_bytes or settings.provider_max_response_bytes)
     finally:
         await response.aclose()
 
@@ -291,6 +342,8 @@ async def guarded_request(
     headers: Mapping[str, str] | None = None,
     json: Any = None,
     timeout_seconds: float | None = None,
+    tenant: bool = False,
+    max_bytes: int | None = None,
 ) -> FullResponse:
     """One checked request, read whole under the size cap and a total deadline."""
     seconds = timeout_seconds or settings.provider_timeout_seconds
@@ -304,6 +357,8 @@ async def guarded_request(
                 headers=headers,
                 json=json,
                 timeout_seconds=seconds,
+                tenant=tenant,
+                max_bytes=max_bytes,
             ) as response:
                 content = await response.aread()
                 return FullResponse(response.status_code, response.headers, content)

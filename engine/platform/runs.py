@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from temporalio.client import Client, WorkflowExecutionDescription, WorkflowHandle
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import Priority, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.types import MethodAsyncSingleParam
 
@@ -43,6 +43,8 @@ class RunOptions:
     definition_id: str | None = None
     join_existing: bool = False
     execution_timeout: timedelta | None = None
+    priority: Priority | None = None  # Temporal task priority (1 first)
+    start_delay: timedelta | None = None  # a delayed start (scheduled_at)
 
     def start_kwargs(self, settings: Settings) -> dict[str, Any]:
         options: dict[str, Any] = {
@@ -61,6 +63,10 @@ class RunOptions:
             options["id_conflict_policy"] = WorkflowIDConflictPolicy.USE_EXISTING
         if self.execution_timeout is not None:
             options["execution_timeout"] = self.execution_timeout
+        if self.priority is not None:
+            options["priority"] = self.priority
+        if self.start_delay is not None:
+            options["start_delay"] = self.start_delay
         return options
 
 

@@ -136,13 +136,34 @@ class Settings(BaseSettings):
     egress_allow_loopback: bool = True
     egress_allow_private: bool = False
     egress_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # URLs a tenant supplies (api_call steps, webhooks, remote agents) never reach
+    # loopback, private or link-local addresses, whatever the operator's rules
+    # above, unless listed here: "host", "address", "CIDR", or with a port,
+    # "127.0.0.1:18931" / "[::1]:8080" / "hooks.internal:443" (that port only).
+    tenant_egress_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    # --- e-mail (pipeline email steps) --------------------------------------------
+    # Without an SMTP host, messages are kept in the e-mail outbox (readable through
+    # the API) instead of being sent; they are never silently dropped.
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, gt=0, lt=65536)
+    smtp_username: str | None = None
+    smtp_password: str | None = Field(default=None, repr=False)
+    smtp_starttls: bool = True
+    smtp_from: str = "weftworks@localhost"
 
     # --- request history (partio /v1.0/requests) --------------------------------
     request_history_enabled: bool = True
     request_history_body_cap_bytes: int = Field(default=65_536, ge=0)
     request_history_retention_days: int = Field(default=7, gt=0)
 
-    @field_validator("cors_origins", "admin_api_keys", "egress_allowed_hosts", mode="before")
+    @field_validator(
+        "cors_origins",
+        "admin_api_keys",
+        "egress_allowed_hosts",
+        "tenant_egress_allowed_hosts",
+        mode="before",
+    )
     @classmethod
     def _split_origins(cls, value: Any) -> Any:
         if isinstance(value, str):

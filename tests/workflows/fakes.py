@@ -30,14 +30,19 @@ from engine.platform.queues import TaskQueue, queue_name
 from workers.main import WORKFLOW_RUNNER, WORKFLOWS
 from workflows.activities import (
     ASSEMBLE_CELLS,
+    CALL_API,
+    CALL_MODEL,
     CHUNK_CELLS,
     CHUNK_TEXT,
     EMBED_CHUNKS,
     EXTRACT_TEXT,
     FINISH_DOCUMENT,
     INDEX_CHUNKS,
+    LOAD_DEFINITION,
     PING_QUEUE,
     PULL_MODEL,
+    RECORD_EXECUTION,
+    SEND_EMAIL,
     Activity,
     PingInput,
     PingResult,
@@ -60,6 +65,13 @@ from workflows.document_payloads import (
     IndexResult,
 )
 from workflows.model_pull import ModelPullProgress, ModelPullWorkflow
+from workflows.pipeline_payloads import (
+    ExecutionRecord,
+    LoadDefinitionInput,
+    LoadedDefinition,
+    StepCall,
+    StepOutcome,
+)
 
 FAKE_WORKER = "fake-worker"
 PULL_TOTAL = 1_000
@@ -104,10 +116,12 @@ class FakeActivities:
         cells: int = 3,
         failures: Mapping[Activity, Sequence[BaseException]] | None = None,
         hold: Hold | None = None,
+        definitions: Mapping[str, LoadedDefinition] | None = None,
     ) -> None:
         self.pages, self.chunks, self.scanned, self.cells = pages, chunks, set(scanned), cells
         self.failures = {name: list(errors) for name, errors in (failures or {}).items()}
         self.hold = hold
+        self.definitions = dict(definitions or {})  # for sub_workflow steps
         self.calls: list[Call] = []
 
     def called(self, name: Activity) -> list[Any]:
@@ -135,11 +149,42 @@ class FakeActivities:
         """The activity queues as ``workers.main.activities_by_queue`` lays them out."""
         return {
             TaskQueue.IO: [self.ping_queue, self.index_chunks, self.finish_document,
-                           self.pull_model],
+                           self.pull_model, self.call_model, self.call_api, self.send_email,
+                           self.load_definition, self.record_execution],
             TaskQueue.CPU: [self.ping_queue, self.extract_text, self.chunk_text,
                             self.chunk_cells, self.assemble_cells],
             TaskQueue.ML: [self.ping_queue, self.embed_chunks],
         }  # fmt: skip
+
+    # --- pipeline steps: a model that answers with its prompt, an API that echoes ---
+
+    @CALL_MODEL.defn
+    async def call_model(self, params: StepCall) -> StepOutcome:
+        await self._enter(Activity.CALL_MODEL, params)
+        prompt = params.config.get("prompt", "")
+        return StepOutcome(
+            output=f"answer to: {prompt}", tokens_used=10, cost_usd=0.001, model="fake-model"
+        )
+
+    @CALL_API.defn
+    async def call_api(self, params: StepCall) -> StepOutcome:
+        await self._enter(Activity.CALL_API, params)
+        return StepOutcome(output={"received": params.config.get("body")},
+                           detail={"status_code": 200})  # fmt: skip
+
+    @SEND_EMAIL.defn
+    async def send_email(self, params: StepCall) -> StepOutcome:
+        await self._enter(Activity.SEND_EMAIL, params)
+        return StepOutcome(output="Email stored", detail={"recipients": [params.config["to"]]})
+
+    @LOAD_DEFINITION.defn
+    async def load_definition(self, params: LoadDefinitionInput) -> LoadedDefinition:
+        await self._enter(Activity.LOAD_DEFINITION, params)
+        return self.definitions[params.definition_id]
+
+    @RECORD_EXECUTION.defn
+    async def record_execution(self, params: ExecutionRecord) -> None:
+        await self._enter(Activity.RECORD_EXECUTION, params)
 
     @PING_QUEUE.defn
     async def ping_queue(self, params: PingInput) -> PingResult:

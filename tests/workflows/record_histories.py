@@ -40,6 +40,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
+from engine.pipelines.definition import from_steps
 from engine.platform.queues import ACTIVITY_QUEUES, queue_name
 from engine.platform.temporal import temporal_cli_path
 from tests.workflows.fakes import FakeActivities, serve
@@ -47,6 +48,8 @@ from workflows.activities import Activity
 from workflows.document_payloads import CellsInput, EmbeddingSpec
 from workflows.document_processing import DocumentProcessingInput, DocumentProcessingWorkflow
 from workflows.model_pull import ModelPullInput, ModelPullWorkflow
+from workflows.pipeline import PipelineInput, PipelineWorkflow
+from workflows.pipeline_payloads import LoadedDefinition
 from workflows.semantic_cells import SemanticCellsWorkflow
 from workflows.system_check import SystemCheckInput, SystemCheckWorkflow
 
@@ -62,7 +65,68 @@ class Scenario:
     fakes: Callable[[], FakeActivities]
 
 
+def _pipeline(steps: list[dict[str, Any]], execution_id: str, **data: Any) -> PipelineInput:
+    return PipelineInput(
+        execution_id=execution_id,
+        tenant_id=TENANT,
+        started_by="usr_replay",
+        definition_id="wf_replay",
+        definition=from_steps(steps),
+        input_data=data,
+    )
+
+
+# A pipeline with every kind of step the workflow runs without a human: an
+# e-mail, a condition and its branches, parallel model and HTTP calls, a join,
+# and a sub-workflow.
+PIPELINE_STEPS: list[dict[str, Any]] = [
+    {"id": "welcome", "type": "email", "config": {"to": "{{email}}", "subject": "Hi"}},
+    {"id": "check", "type": "condition", "dependencies": ["welcome"],
+     "config": {"value": "{{score}}", "operator": "greater_than", "compare_to": 5}},
+    {"id": "write", "type": "ai_prompt", "dependencies": ["check"], "when": {"check": True},
+     "config": {"prompt": "Write to {{email}}"}},
+    {"id": "skip", "type": "transform", "dependencies": ["check"], "when": {"check": False},
+     "config": {"output": "no"}},
+    {"id": "crm", "type": "api_call", "dependencies": ["check"],
+     "config": {"url": "https://crm.example/c", "method": "POST", "body": {"e": "{{email}}"}}},
+    {"id": "join", "type": "transform", "dependencies": ["write", "crm"],
+     "config": {"output": ["{{steps.write.output}}", "{{steps.crm.output}}"]}},
+    {"id": "child", "type": "sub_workflow", "dependencies": ["join"],
+     "config": {"workflow_id": "wf_child", "input_data": {"x": "{{email}}"}}},
+]  # fmt: skip
+CHILD = LoadedDefinition(
+    definition_id="wf_child",
+    name="child",
+    definition=from_steps(
+        [{"id": "inner", "type": "transform", "config": {"output": "{{x}}"}}]
+    ).model_dump(mode="json"),
+)
+
 SCENARIOS: dict[str, Scenario] = {
+    "pipeline_completed": Scenario(
+        PipelineWorkflow.run,
+        _pipeline(PIPELINE_STEPS, "exe_replay_ok", email="a@example.com", score=9),
+        lambda: FakeActivities(definitions={"wf_child": CHILD}),
+    ),
+    "pipeline_failed": Scenario(
+        PipelineWorkflow.run,
+        _pipeline(
+            [
+                {"id": "a", "type": "ai_prompt", "config": {"prompt": "x", "model": "gpt-9"}},
+                {"id": "b", "type": "transform", "dependencies": ["a"], "config": {"output": 1}},
+            ],
+            "exe_replay_failed",
+        ),  # fmt: skip
+        lambda: FakeActivities(
+            failures={
+                Activity.CALL_MODEL: [
+                    ApplicationError(
+                        "no model gpt-9", type="MODEL_NOT_AVAILABLE", non_retryable=True
+                    )
+                ]
+            }
+        ),
+    ),
     # 45 pages and 300 chunks: three extract batches, chunking, three embed batches.
     "document_completed": Scenario(
         DocumentProcessingWorkflow.run,

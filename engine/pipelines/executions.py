@@ -1,0 +1,381 @@
+"""Pipeline executions: start, read, list, cancel, approve.
+
+Each execution is one ``PipelineWorkflow`` run (``run-{execution_id}``) whose
+input carries a copy of the definition and of the agents it uses, so editing
+either never disturbs a running execution. The ``executions`` table indexes
+runs for listing and analytics and keeps each run's outcome after Temporal's
+retention; while a run is open, Temporal is the truth and reads query it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel, Field
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client, WorkflowQueryFailedError, WorkflowUpdateFailedError
+from temporalio.common import Priority
+from temporalio.service import RPCError
+
+from engine.db.scope import TenantScope
+from engine.db.tables import Agent, Execution, PipelineDefinitionRow
+from engine.pipelines.definition import PipelineDefinition, validate
+from engine.platform.errors import Conflict, InvalidInput, NotFound
+from engine.platform.ids import new_id
+from engine.platform.runs import RunOptions, cancel_run, start_run
+from engine.platform.settings import Settings
+from workflows.pipeline import (
+    ApprovalInput,
+    LogEntry,
+    PipelineInput,
+    PipelineStatus,
+    PipelineWorkflow,
+    Progress,
+)
+from workflows.pipeline_payloads import AgentSnapshot, ExecutionRecord, LoadedDefinition
+
+# auterity's priority names onto Temporal task priority (1 is served first).
+PRIORITIES = {"urgent": 1, "high": 2, "normal": 3, "low": 4}
+OPEN = ("scheduled", "running")
+
+
+class WorkflowNotFound(NotFound):
+    code = "WORKFLOW_NOT_FOUND"
+
+
+class ExecutionNotFound(NotFound):
+    code = "EXECUTION_NOT_FOUND"
+
+
+def snapshot(agent: Agent) -> AgentSnapshot:
+    prefs = dict(agent.config.get("model_preferences") or {})
+    return AgentSnapshot(
+        id=agent.id,
+        name=agent.name,
+        type=agent.type,
+        system_prompt=agent.system_prompt,
+        model=prefs.get("primary") or agent.config.get("model"),
+        fallback_model=prefs.get("fallback"),
+        temperature=agent.config.get("temperature"),
+        max_tokens=agent.config.get("max_tokens"),
+    )
+
+
+async def agents_for(
+    session: AsyncSession, tenant_id: str, definition: PipelineDefinition
+) -> dict[str, AgentSnapshot]:
+    """Snapshots of the tenant's agents the definition names (unknown ones are left out)."""
+    ids = definition.agent_ids()
+    if not ids:
+        return {}
+    rows = await session.scalars(
+        select(Agent).where(Agent.tenant_id == tenant_id, Agent.id.in_(ids))
+    )
+    return {row.id: snapshot(row) for row in rows}
+
+
+async def definition_of(db: TenantScope, definition_id: str) -> PipelineDefinitionRow:
+    row = await db.find(PipelineDefinitionRow, definition_id)
+    if row is None or row.deleted_at is not None:
+        raise WorkflowNotFound(f"Workflow {definition_id} not found")
+    return row
+
+
+async def execute(
+    db: TenantScope,
+    client: Client,
+    settings: Settings,
+    definition_id: str,
+    *,
+    input_data: dict[str, Any],
+    started_by: str,
+    priority: str = "normal",
+    scheduled_at: datetime | None = None,
+    timeout_seconds: float | None = None,
+    idempotency_key: str | None = None,
+) -> Execution:
+    """Start an execution of a stored definition (a repeated ``idempotency_key``
+    returns the first execution instead of starting another)."""
+    row = await definition_of(db, definition_id)
+    if idempotency_key:
+        existing = await db.session.scalar(
+            db.select(Execution).where(Execution.idempotency_key == idempotency_key)
+        )
+        if isinstance(existing, Execution):
+            return existing
+    if priority not in PRIORITIES:
+        raise InvalidInput(
+            f"priority must be one of {', '.join(PRIORITIES)}", details={"field": "priority"}
+        )
+    definition = PipelineDefinition.model_validate(row.definition)
+    if timeout_seconds:
+        definition = definition.model_copy(update={"timeout_seconds": timeout_seconds})
+    agents = await agents_for(db.session, row.tenant_id, definition)
+    validate(definition, known_agents=set(agents), input_names=set(input_data))
+    now = datetime.now(UTC)
+    delay = scheduled_at - now if scheduled_at and scheduled_at > now else None
+    execution_id = new_id("exe")
+    execution = Execution(
+        id=execution_id,
+        workflow_id=f"run-{execution_id}",
+        tenant_id=row.tenant_id,
+        definition_id=row.id,
+        status="scheduled" if delay else "running",
+        priority=priority,
+        input_data=input_data,
+        total_steps=len(definition.steps),
+        scheduled_at=scheduled_at,
+        started_at=scheduled_at if delay else now,
+        idempotency_key=idempotency_key,
+        created_by=started_by,
+    )
+    db.add(execution)
+    await db.session.commit()
+    params = PipelineInput(
+        execution_id=execution.id,
+        tenant_id=row.tenant_id,
+        started_by=started_by,
+        definition_id=row.id,
+        name=row.name,
+        definition=definition,
+        input_data=input_data,
+        agents=agents,
+    )
+    run = RunOptions(
+        workflow_id=execution.workflow_id,
+        kind="pipeline",
+        tenant_id=row.tenant_id,
+        started_by=started_by,
+        definition_id=row.id,
+        summary=f"{row.name} ({len(definition.steps)} steps)",
+        priority=Priority(priority_key=PRIORITIES[priority]),
+        start_delay=delay,
+    )
+    try:
+        await start_run(client, settings, PipelineWorkflow.run, params, run)
+    except Exception:
+        execution.status, execution.error_code = "failed", "START_FAILED"
+        execution.error_message = "the execution could not be started"
+        await db.session.commit()
+        raise
+    return execution
+
+
+async def execution_of(db: TenantScope, execution_id: str) -> Execution:
+    row = await db.find(Execution, execution_id)
+    if row is None:
+        raise ExecutionNotFound(f"Execution {execution_id} not found")
+    return row
+
+
+async def live_status(client: Client, row: Execution) -> PipelineStatus | None:
+    """The run's own account (open or closed, while Temporal still has it)."""
+    if row.status == "scheduled" and row.scheduled_at and row.scheduled_at > datetime.now(UTC):
+        return None
+    handle = client.get_workflow_handle_for(PipelineWorkflow.run, row.workflow_id)
+    try:
+        return await handle.query(PipelineWorkflow.status, rpc_timeout=timedelta(seconds=10))
+    except (RPCError, WorkflowQueryFailedError):  # gone past retention: read the index
+        return None
+
+
+async def cancel(db: TenantScope, client: Client, execution_id: str) -> Execution:
+    row = await execution_of(db, execution_id)
+    if row.status not in OPEN:
+        raise Conflict(
+            f"Execution {execution_id} is already {row.status}",
+            details={"status": row.status},
+        )
+    await cancel_run(client, row.workflow_id)
+    return row
+
+
+async def decide(
+    db: TenantScope,
+    client: Client,
+    execution_id: str,
+    step_id: str,
+    *,
+    approved: bool,
+    decided_by: str,
+    comment: str | None,
+) -> dict[str, Any]:
+    """Approve or reject a step that waits for a human (a Temporal update)."""
+    row = await execution_of(db, execution_id)
+    handle = client.get_workflow_handle_for(PipelineWorkflow.run, row.workflow_id)
+    try:
+        approval = await handle.execute_update(
+            PipelineWorkflow.approve,
+            ApprovalInput(
+                step_id=step_id, approved=approved, decided_by=decided_by, comment=comment
+            ),
+        )
+    except WorkflowUpdateFailedError as exc:
+        cause = exc.cause
+        raise Conflict(str(getattr(cause, "message", cause) or exc)) from None
+    except RPCError as exc:
+        raise Conflict(
+            f"Execution {execution_id} is not waiting for approval: {exc.message}"
+        ) from None
+    return {"execution_id": row.id, "step_id": step_id, **approval.model_dump(mode="json")}
+
+
+async def list_executions(
+    db: TenantScope,
+    *,
+    definition_id: str | None = None,
+    status: str | None = None,
+    limit: int = 20,
+    offset: int = 0,
+) -> tuple[list[Execution], int]:
+    query = db.select(Execution)
+    if definition_id:
+        query = query.where(Execution.definition_id == definition_id)
+    if status:
+        query = query.where(Execution.status == status)
+    total = await db.session.scalar(select(func.count()).select_from(query.subquery()))
+    rows = await db.session.scalars(
+        query.order_by(Execution.created_at.desc(), Execution.id).limit(limit).offset(offset)
+    )
+    return list(rows), int(total or 0)
+
+
+async def load_for_run(
+    session: AsyncSession, tenant_id: str, definition_id: str
+) -> LoadedDefinition:
+    """A stored definition for a ``sub_workflow`` step (the tenant's own only)."""
+    row = await session.get(PipelineDefinitionRow, definition_id)
+    if row is None or row.tenant_id != tenant_id or row.deleted_at is not None:
+        raise WorkflowNotFound(f"Workflow {definition_id} not found")
+    definition = PipelineDefinition.model_validate(row.definition)
+    agents = await agents_for(session, tenant_id, definition)
+    validate(definition, known_agents=set(agents))
+    return LoadedDefinition(
+        definition_id=row.id,
+        name=row.name,
+        definition=definition.model_dump(mode="json"),
+        agents=agents,
+    )
+
+
+async def record_outcome(session: AsyncSession, record: ExecutionRecord) -> None:
+    """Write a finished run's outcome to its index row (a sub-run has none)."""
+    row = await session.get(Execution, record.execution_id)
+    if row is None or row.tenant_id != record.tenant_id:
+        return
+    row.status = record.status
+    row.completed_at = record.completed_at
+    row.tokens_used, row.cost_usd = record.tokens_used, record.cost_usd
+    row.error_code, row.error_message = record.error_code, record.error_message
+    row.results = {sid: step.model_dump(mode="json") for sid, step in record.results.items()}
+
+
+class StepResult(BaseModel):
+    name: str
+    type: str
+    status: str
+    agent_id: str | None = None
+    output: Any = None
+    error: str | None = None
+    error_code: str | None = None
+    tokens_used: int = 0
+    cost_usd: float = 0.0
+    model: str | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    detail: dict[str, Any] = Field(default_factory=dict)
+    approval: dict[str, Any] | None = None
+
+
+class ExecutionView(BaseModel):
+    """One execution as the engine knows it; each seed's routes shape it their way."""
+
+    id: str
+    workflow_id: str | None  # the definition
+    temporal_workflow_id: str
+    status: str
+    priority: str
+    input_data: dict[str, Any]
+    started_at: datetime | None
+    completed_at: datetime | None
+    duration_ms: int | None
+    progress: Progress
+    results: dict[str, StepResult]
+    logs: list[LogEntry]
+    tokens_used: int
+    cost_usd: float
+    error_code: str | None = None
+    error: str | None = None
+
+
+def view_of(
+    row: Execution, live: PipelineStatus | None, agents: dict[str, str | None] | None = None
+) -> ExecutionView:
+    """The execution from the run itself when Temporal answers, else from the index
+    (``agents``: the agent of each step, from the definition)."""
+    if live is not None:
+        status = live.status if row.status != "scheduled" or live.steps else row.status
+        results = {
+            sid: StepResult.model_validate(
+                {**state.model_dump(), "approval": state.approval.model_dump(mode="json")
+                 if state.approval else None}
+            )
+            for sid, state in live.steps.items()
+        }  # fmt: skip
+        progress, logs = live.progress, live.logs
+        completed_at, tokens, cost = live.completed_at, live.tokens_used, live.cost_usd
+        error_code, error = live.error_code, live.error
+    else:
+        status = row.status
+        results = {
+            sid: StepResult.model_validate({"name": sid, "type": "", **data})
+            for sid, data in row.results.items()
+        }
+        done = sum(1 for r in results.values() if r.status in ("completed", "skipped"))
+        progress = Progress(completed_steps=done, total_steps=row.total_steps, current_step=None)
+        logs, completed_at = [], row.completed_at
+        tokens, cost = row.tokens_used, row.cost_usd
+        error_code, error = row.error_code, row.error_message
+    for sid, result in results.items():
+        result.agent_id = (agents or {}).get(sid)
+    started = row.started_at
+    duration = None
+    if started is not None:
+        end = completed_at or (datetime.now(UTC) if status == "running" else None)
+        duration = int((end - started).total_seconds() * 1000) if end else None
+    return ExecutionView(
+        id=row.id,
+        workflow_id=row.definition_id,
+        temporal_workflow_id=row.workflow_id,
+        status=status,
+        priority=row.priority,
+        input_data=row.input_data,
+        started_at=started,
+        completed_at=completed_at,
+        duration_ms=duration,
+        progress=progress,
+        results=results,
+        logs=logs,
+        tokens_used=tokens,
+        cost_usd=cost,
+        error_code=error_code,
+        error=error,
+    )
+
+
+async def read(
+    db: TenantScope, client: Client, execution_id: str, *, definition_id: str | None = None
+) -> ExecutionView:
+    """One execution (``definition_id``: it must belong to that definition)."""
+    row = await execution_of(db, execution_id)
+    if definition_id is not None and row.definition_id != definition_id:
+        raise ExecutionNotFound(f"Execution {execution_id} not found")
+    agents: dict[str, str | None] = {}
+    if row.definition_id:
+        definition = await db.find(PipelineDefinitionRow, row.definition_id)
+        if definition is not None:
+            steps = PipelineDefinition.model_validate(definition.definition).steps
+            agents = {step.id: step.agent_id for step in steps}
+    return view_of(row, await live_status(client, row), agents)
