@@ -24,7 +24,10 @@ from tests.documents_support import upload, wait_run
 pytestmark = pytest.mark.asyncio
 
 
-def start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+def start_worker(
+    settings: Settings, log: Path, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """A ``weft worker`` process on ``settings``' database and task queues."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("WEFT_")}
     env.update(
         DATABASE_URL=settings.database_url,
@@ -33,6 +36,7 @@ def start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
         WEFT_TASK_QUEUE_PREFIX=settings.task_queue_prefix,
         WEFT_LOG_LEVEL="WARNING",
     )
+    env.update(extra_env or {})
     return subprocess.Popen(
         [sys.executable, "-m", "engine.cli", "worker", "--queues", "all"],
         env=env,
