@@ -121,7 +121,7 @@ class Connection:
                 if not first and (marker is None or marker in data):
                     first = (time.perf_counter() - started) * 1000
             await self.reader.readline()
-        if status != 200:
+        if not 200 <= status < 300:
             raise RuntimeError(f"{path} answered {status}")
         if fields.get("connection") == "close":
             self.writer.close()
