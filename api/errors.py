@@ -25,6 +25,10 @@ STATUS_BY_CODE: dict[str, int] = {
     "FORBIDDEN": 403,
     "NOT_FOUND": 404,
     "METHOD_NOT_ALLOWED": 405,
+    # z2's named not-founds (agents, workflows) and the execution index's.
+    "AGENT_NOT_FOUND": 404,
+    "WORKFLOW_NOT_FOUND": 404,
+    "EXECUTION_NOT_FOUND": 404,
     "DUPLICATE_RESOURCE": 409,
     "PAYLOAD_TOO_LARGE": 413,
     "UNSUPPORTED_MEDIA_TYPE": 415,

@@ -22,6 +22,7 @@ from temporalio.service import RPCError
 from engine.db.scope import TenantScope
 from engine.db.tables import Agent, Execution, PipelineDefinitionRow
 from engine.pipelines.definition import PipelineDefinition, validate
+from engine.pipelines.store import WorkflowNotFound, get_definition
 from engine.platform.errors import Conflict, InvalidInput, NotFound
 from engine.platform.ids import new_id
 from engine.platform.runs import RunOptions, cancel_run, start_run
@@ -39,10 +40,6 @@ from workflows.pipeline_payloads import AgentSnapshot, ExecutionRecord, LoadedDe
 # auterity's priority names onto Temporal task priority (1 is served first).
 PRIORITIES = {"urgent": 1, "high": 2, "normal": 3, "low": 4}
 OPEN = ("scheduled", "running")
-
-
-class WorkflowNotFound(NotFound):
-    code = "WORKFLOW_NOT_FOUND"
 
 
 class ExecutionNotFound(NotFound):
@@ -76,13 +73,6 @@ async def agents_for(
     return {row.id: snapshot(row) for row in rows}
 
 
-async def definition_of(db: TenantScope, definition_id: str) -> PipelineDefinitionRow:
-    row = await db.find(PipelineDefinitionRow, definition_id)
-    if row is None or row.deleted_at is not None:
-        raise WorkflowNotFound(f"Workflow {definition_id} not found")
-    return row
-
-
 async def execute(
     db: TenantScope,
     client: Client,
@@ -98,7 +88,7 @@ async def execute(
 ) -> Execution:
     """Start an execution of a stored definition (a repeated ``idempotency_key``
     returns the first execution instead of starting another)."""
-    row = await definition_of(db, definition_id)
+    row = await get_definition(db, definition_id)
     if idempotency_key:
         existing = await db.session.scalar(
             db.select(Execution).where(Execution.idempotency_key == idempotency_key)

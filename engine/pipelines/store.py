@@ -199,21 +199,32 @@ async def delete_definition(db: TenantScope, definition_id: str) -> None:
 # --- each seed's view of a stored definition ----------------------------------
 
 
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
 def _position(value: Any) -> dict[str, float] | None:
+    """An editor position ``{x, y}``; anything else is no position."""
     if isinstance(value, Mapping):
-        x, y = value.get("x"), value.get("y")
-        if all(isinstance(v, int | float) and not isinstance(v, bool) for v in (x, y)):
-            return {"x": float(x), "y": float(y)}
+        x, y = _number(value.get("x")), _number(value.get("y"))
+        if x is not None and y is not None:
+            return {"x": x, "y": y}
     return None
+
+
+def _condition(edge: Mapping[str, Any]) -> bool | None:
+    value = edge.get("condition")
+    return value if isinstance(value, bool) else None
 
 
 def _sent(row: PipelineDefinitionRow, source: Source) -> list[Mapping[str, Any]]:
     """The nodes or steps as the client sent them, when it sent this shape."""
     if row.source != source:
         return []
-    items = (row.raw.get("definition") or {}).get("nodes") if source == "graph" else row.raw.get(
-        "steps"
-    )
+    if source == "graph":
+        items = (row.raw.get("definition") or {}).get("nodes")
+    else:
+        items = row.raw.get("steps")
     return [item for item in items or [] if isinstance(item, Mapping)]
 
 
@@ -263,7 +274,7 @@ def graph_view(row: PipelineDefinitionRow) -> dict[str, Any]:
                 "source": str(edge.get("source")),
                 "target": str(edge.get("target")),
                 "type": str(edge.get("type") or "data_flow"),
-                "condition": edge.get("condition") if isinstance(edge.get("condition"), bool) else None,
+                "condition": _condition(edge),
             }
             for edge in sent_edges
             if isinstance(edge, Mapping)
