@@ -14,7 +14,10 @@ from api.middleware import EdgeMiddleware
 from api.ratelimit import RateLimitMiddleware
 from api.resources import Resources
 from api.routes import (
+    agents,
+    analytics,
     api_keys,
+    auterity_workflows,
     auth,
     chat,
     executions,
@@ -27,8 +30,12 @@ from api.routes import (
     partio_process,
     partio_requests,
     rag,
+    schedules,
     system,
+    tasks,
+    templates,
     users,
+    workflows,
 )
 from api.routes import cache as cache_routes
 from engine import __version__
@@ -101,8 +108,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         chat.router,
         model_routing.router,
         cache_routes.router,
+        agents.router,
+        workflows.router,
+        auterity_workflows.router,
         executions.v1,
         executions.auterity,
+        schedules.router,
+        templates.auterity,
+        templates.v1,
+        tasks.router,
+        analytics.router,
     ):
         app.include_router(router)
     return app

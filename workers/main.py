@@ -36,10 +36,12 @@ from workers.activities.cells import CellActivities
 from workers.activities.documents import DocumentActivities
 from workers.activities.models import ModelActivities
 from workers.activities.pipelines import PipelineActivities
+from workers.activities.schedules import ScheduleActivities
 from workers.activities.system import SystemActivities
 from workflows.document_processing import DocumentProcessingWorkflow
 from workflows.model_pull import ModelPullWorkflow
 from workflows.pipeline import PipelineWorkflow
+from workflows.scheduled_run import ScheduledRunWorkflow
 from workflows.semantic_cells import SemanticCellsWorkflow
 from workflows.system_check import SystemCheckWorkflow
 
@@ -51,6 +53,7 @@ WORKFLOWS: list[type] = [
     SemanticCellsWorkflow,
     ModelPullWorkflow,
     PipelineWorkflow,
+    ScheduledRunWorkflow,
 ]
 
 
@@ -151,6 +154,9 @@ def activities_by_queue(
             steps.load_definition,
             steps.record_execution,
         ]
+        queues[TaskQueue.IO].append(
+            ScheduleActivities(resources.settings, resources.sessions).start_scheduled_run
+        )
     return queues
 
 

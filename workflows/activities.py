@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Generic, TypeVar, Unpack
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from temporalio import activity, workflow
 
 from workflows.document_payloads import (
@@ -65,6 +65,7 @@ class Activity(StrEnum):
     SEND_EMAIL = "send_email"
     LOAD_DEFINITION = "load_definition"
     RECORD_EXECUTION = "record_execution"
+    START_SCHEDULED_RUN = "start_scheduled_run"
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,28 @@ class PullModelResult(BaseModel):
     completed: int | None = None
 
 
+class ScheduledStart(BaseModel):
+    """Start one execution of a stored definition for a schedule's tick.
+
+    ``idempotency_key`` is the scheduled run's workflow id, so a retried
+    activity finds the execution its first attempt started instead of starting another.
+    """
+
+    schedule_id: str
+    tenant_id: str
+    definition_id: str
+    started_by: str
+    input_data: dict[str, Any] = Field(default_factory=dict)
+    priority: str = "normal"
+    idempotency_key: str
+
+
+class ScheduledStarted(BaseModel):
+    execution_id: str
+    workflow_id: str  # the execution's PipelineWorkflow run
+    status: str
+
+
 # One contract per name (tests/test_activity_contracts.py holds the implementations to them).
 PING_QUEUE = ActivityDef(Activity.PING_QUEUE, PingInput, PingResult)
 EXTRACT_TEXT = ActivityDef(Activity.EXTRACT_TEXT, ExtractInput, ExtractResult)
@@ -155,3 +178,4 @@ CALL_API = ActivityDef(Activity.CALL_API, StepCall, StepOutcome)
 SEND_EMAIL = ActivityDef(Activity.SEND_EMAIL, StepCall, StepOutcome)
 LOAD_DEFINITION = ActivityDef(Activity.LOAD_DEFINITION, LoadDefinitionInput, LoadedDefinition)
 RECORD_EXECUTION = ActivityDef(Activity.RECORD_EXECUTION, ExecutionRecord, type(None))
+START_SCHEDULED_RUN = ActivityDef(Activity.START_SCHEDULED_RUN, ScheduledStart, ScheduledStarted)

@@ -176,6 +176,12 @@ def cmd_create_api_key(settings: Settings, args: argparse.Namespace) -> int:
     return _in_transaction(settings, work)
 
 
+def cmd_pipelines(settings: Settings, args: argparse.Namespace) -> int:
+    from engine.cli.pipelines import run_command
+
+    return run_command(settings, args)
+
+
 # --- parser ----------------------------------------------------------------------
 
 
@@ -226,6 +232,10 @@ def build_parser() -> argparse.ArgumentParser:
     key.add_argument("--scopes", default="", help="comma-separated scopes")
     key.add_argument("--expires-at", help="ISO 8601 with timezone")
     key.set_defaults(handler=cmd_create_api_key)
+
+    from engine.cli.pipelines import add_parser as add_pipelines_parser
+
+    add_pipelines_parser(sub).set_defaults(handler=cmd_pipelines)
     return parser
 
 

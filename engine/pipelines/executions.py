@@ -25,7 +25,7 @@ from engine.pipelines.definition import PipelineDefinition, validate
 from engine.pipelines.store import WorkflowNotFound, get_definition
 from engine.platform.errors import Conflict, InvalidInput, NotFound
 from engine.platform.ids import new_id
-from engine.platform.runs import RunOptions, cancel_run, start_run
+from engine.platform.runs import RunOptions, cancel_run, is_not_found, start_run
 from engine.platform.settings import Settings
 from workflows.pipeline import (
     ApprovalInput,
@@ -86,14 +86,19 @@ async def execute(
     timeout_seconds: float | None = None,
     idempotency_key: str | None = None,
 ) -> Execution:
-    """Start an execution of a stored definition (a repeated ``idempotency_key``
-    returns the first execution instead of starting another)."""
+    """Start an execution of a stored definition.
+
+    A repeated ``idempotency_key`` returns the first execution instead of
+    starting another — and starts its run if the first call stopped between
+    writing the row and starting the run (a crash, or Temporal unreachable).
+    """
     row = await get_definition(db, definition_id)
+    existing = None
     if idempotency_key:
         existing = await db.session.scalar(
             db.select(Execution).where(Execution.idempotency_key == idempotency_key)
         )
-        if isinstance(existing, Execution):
+        if isinstance(existing, Execution) and await run_exists(client, existing.workflow_id):
             return existing
     if priority not in PRIORITIES:
         raise InvalidInput(
@@ -106,7 +111,10 @@ async def execute(
     validate(definition, known_agents=set(agents), input_names=set(input_data))
     now = datetime.now(UTC)
     delay = scheduled_at - now if scheduled_at and scheduled_at > now else None
-    execution_id = new_id("exe")
+    execution_id = existing.id if isinstance(existing, Execution) else new_id("exe")
+    if isinstance(existing, Execution):  # its run never started: start it now
+        await db.session.delete(existing)
+        await db.session.flush()
     execution = Execution(
         id=execution_id,
         workflow_id=f"run-{execution_id}",
@@ -151,6 +159,16 @@ async def execute(
         await db.session.commit()
         raise
     return execution
+
+
+async def run_exists(client: Client, workflow_id: str) -> bool:
+    try:
+        await client.get_workflow_handle(workflow_id).describe()
+    except RPCError as exc:
+        if is_not_found(exc):
+            return False
+        raise
+    return True
 
 
 async def execution_of(db: TenantScope, execution_id: str) -> Execution:

@@ -43,11 +43,14 @@ from workflows.activities import (
     PULL_MODEL,
     RECORD_EXECUTION,
     SEND_EMAIL,
+    START_SCHEDULED_RUN,
     Activity,
     PingInput,
     PingResult,
     PullModelInput,
     PullModelResult,
+    ScheduledStart,
+    ScheduledStarted,
 )
 from workflows.document_payloads import (
     AssembleInput,
@@ -150,7 +153,8 @@ class FakeActivities:
         return {
             TaskQueue.IO: [self.ping_queue, self.index_chunks, self.finish_document,
                            self.pull_model, self.call_model, self.call_api, self.send_email,
-                           self.load_definition, self.record_execution],
+                           self.load_definition, self.record_execution,
+                           self.start_scheduled_run],
             TaskQueue.CPU: [self.ping_queue, self.extract_text, self.chunk_text,
                             self.chunk_cells, self.assemble_cells],
             TaskQueue.ML: [self.ping_queue, self.embed_chunks],
@@ -185,6 +189,14 @@ class FakeActivities:
     @RECORD_EXECUTION.defn
     async def record_execution(self, params: ExecutionRecord) -> None:
         await self._enter(Activity.RECORD_EXECUTION, params)
+
+    @START_SCHEDULED_RUN.defn
+    async def start_scheduled_run(self, params: ScheduledStart) -> ScheduledStarted:
+        await self._enter(Activity.START_SCHEDULED_RUN, params)
+        execution_id = f"exe_for_{params.idempotency_key}"
+        return ScheduledStarted(
+            execution_id=execution_id, workflow_id=f"run-{execution_id}", status="running"
+        )
 
     @PING_QUEUE.defn
     async def ping_queue(self, params: PingInput) -> PingResult:

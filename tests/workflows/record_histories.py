@@ -50,6 +50,7 @@ from workflows.document_processing import DocumentProcessingInput, DocumentProce
 from workflows.model_pull import ModelPullInput, ModelPullWorkflow
 from workflows.pipeline import PipelineInput, PipelineWorkflow
 from workflows.pipeline_payloads import LoadedDefinition
+from workflows.scheduled_run import ScheduledRunInput, ScheduledRunWorkflow
 from workflows.semantic_cells import SemanticCellsWorkflow
 from workflows.system_check import SystemCheckInput, SystemCheckWorkflow
 
@@ -186,6 +187,17 @@ SCENARIOS: dict[str, Scenario] = {
                 ]
             }
         ),
+    ),
+    "scheduled_run": Scenario(
+        ScheduledRunWorkflow.run,
+        ScheduledRunInput(
+            schedule_id="sch_replay",
+            tenant_id=TENANT,
+            definition_id="wf_replay",
+            started_by="usr_replay",
+            input_data={"email": "a@example.com"},
+        ),
+        FakeActivities,
     ),
     "system_check": Scenario(
         SystemCheckWorkflow.run,
