@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from engine.pipelines.executions import ExecutionView
+from engine.pipelines.executions import ExecutionView, StepResult
 
 
 class ExecuteOptions(BaseModel):
@@ -40,22 +40,10 @@ class ProgressPublic(BaseModel):
     current_step: str | None
 
 
-class StepResultPublic(BaseModel):
-    name: str
-    type: str
-    status: str
-    agent_id: str | None = None
-    output: Any = None
-    error: str | None = None
-    error_code: str | None = None
-    tokens_used: int = 0
+class StepResultPublic(StepResult):
+    """A step's result; ``cost`` is auterity's name for ``cost_usd``."""
+
     cost: float = 0.0
-    cost_usd: float = 0.0
-    model: str | None = None
-    started_at: datetime | None = None
-    completed_at: datetime | None = None
-    detail: dict[str, Any] = Field(default_factory=dict)
-    approval: dict[str, Any] | None = None
 
 
 class LogPublic(BaseModel):

@@ -21,6 +21,56 @@ from tests.conftest import DocStack
 SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 FINISHED = ("completed", "failed", "cancelled", "timed_out")
 
+# auterity's "Complete Workflow Creation Example", verbatim.
+ONBOARDING: dict[str, Any] = {
+    "name": "Customer Onboarding Automation",
+    "description": "Automated workflow for new customer onboarding",
+    "category": "customer_service",
+    "steps": [
+        {
+            "id": "welcome-email",
+            "type": "email",
+            "name": "Send Welcome Email",
+            "config": {
+                "template": "welcome-template",
+                "to": "{{customer_email}}",
+                "subject": "Welcome to Auterity!",
+            },
+            "position": {"x": 100, "y": 100},
+        },
+        {
+            "id": "setup-account",
+            "type": "api_call",
+            "name": "Setup Customer Account",
+            "config": {
+                "url": "https://api.crm.com/customers",
+                "method": "POST",
+                "headers": {"Authorization": "Bearer crm-token"},
+                "body": {
+                    "email": "{{customer_email}}",
+                    "name": "{{customer_name}}",
+                    "source": "auterity_onboarding",
+                },
+            },
+            "position": {"x": 300, "y": 100},
+            "dependencies": ["welcome-email"],
+        },
+        {
+            "id": "ai-personalization",
+            "type": "ai_prompt",
+            "name": "Generate Personalized Content",
+            "config": {
+                "prompt": "Create personalized content for {{customer_name}} based on their "
+                "industry: {{customer_industry}}",
+                "model": "gpt-4",
+                "max_tokens": 300,
+            },
+            "position": {"x": 500, "y": 100},
+            "dependencies": ["setup-account"],
+        },
+    ],
+}
+
 
 async def create_workflow(
     api: DocStack, body: dict[str, Any], headers: dict[str, str] | None = None

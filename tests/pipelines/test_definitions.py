@@ -19,6 +19,7 @@ from engine.db.tables import PipelineDefinitionRow
 from engine.platform.settings import Settings
 from tests.api.test_response_schemas import Checked, Schemas
 from tests.conftest import TenantFixture, api_client, make_tenant
+from tests.pipelines.support import ONBOARDING
 
 pytestmark = pytest.mark.asyncio
 
@@ -49,55 +50,6 @@ AUTERITY_EXAMPLE: dict[str, Any] = {
     ],
 }
 
-# auterity's "Complete Workflow Creation Example", verbatim.
-ONBOARDING: dict[str, Any] = {
-    "name": "Customer Onboarding Automation",
-    "description": "Automated workflow for new customer onboarding",
-    "category": "customer_service",
-    "steps": [
-        {
-            "id": "welcome-email",
-            "type": "email",
-            "name": "Send Welcome Email",
-            "config": {
-                "template": "welcome-template",
-                "to": "{{customer_email}}",
-                "subject": "Welcome to Auterity!",
-            },
-            "position": {"x": 100, "y": 100},
-        },
-        {
-            "id": "setup-account",
-            "type": "api_call",
-            "name": "Setup Customer Account",
-            "config": {
-                "url": "https://api.crm.com/customers",
-                "method": "POST",
-                "headers": {"Authorization": "Bearer crm-token"},
-                "body": {
-                    "email": "{{customer_email}}",
-                    "name": "{{customer_name}}",
-                    "source": "auterity_onboarding",
-                },
-            },
-            "position": {"x": 300, "y": 100},
-            "dependencies": ["welcome-email"],
-        },
-        {
-            "id": "ai-personalization",
-            "type": "ai_prompt",
-            "name": "Generate Personalized Content",
-            "config": {
-                "prompt": "Create personalized content for {{customer_name}} based on their "
-                "industry: {{customer_industry}}",
-                "model": "gpt-4",
-                "max_tokens": 300,
-            },
-            "position": {"x": 500, "y": 100},
-            "dependencies": ["setup-account"],
-        },
-    ],
-}
 
 # z2's POST /workflows example, verbatim: its edge names "node2", which it never defines.
 Z2_EXAMPLE: dict[str, Any] = {

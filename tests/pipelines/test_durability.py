@@ -25,7 +25,7 @@ from engine.platform.settings import Settings
 from tests.conftest import api_client, make_tenant
 from tests.documents.test_durability import start_worker
 from tests.fake_providers import serve_app
-from tests.pipelines.test_executions import emails
+from tests.pipelines.support import emails
 
 pytestmark = pytest.mark.asyncio
 

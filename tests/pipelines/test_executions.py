@@ -13,71 +13,20 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 from temporalio.testing import WorkflowEnvironment
 
-from engine.db.connection import create_engine, create_sessionmaker
-from engine.db.tables import EmailMessage
 from engine.platform.settings import Settings
 from tests.conftest import DocStack, make_tenant, worker_stack
 from tests.fake_providers import FakeProvider, serve, serve_app
 from tests.models_support import ledger, model_settings, openai_config
+from tests.pipelines.support import ONBOARDING, emails
 
 pytestmark = pytest.mark.asyncio
 
-# auterity's onboarding example, verbatim but for the CRM URL (set per test).
-ONBOARDING: dict[str, Any] = {
-    "name": "Customer Onboarding Automation",
-    "description": "Automated workflow for new customer onboarding",
-    "category": "customer_service",
-    "steps": [
-        {
-            "id": "welcome-email",
-            "type": "email",
-            "name": "Send Welcome Email",
-            "config": {
-                "template": "welcome-template",
-                "to": "{{customer_email}}",
-                "subject": "Welcome to Auterity!",
-            },
-            "position": {"x": 100, "y": 100},
-        },
-        {
-            "id": "setup-account",
-            "type": "api_call",
-            "name": "Setup Customer Account",
-            "config": {
-                "url": "https://api.crm.com/customers",
-                "method": "POST",
-                "headers": {"Authorization": "Bearer crm-token"},
-                "body": {
-                    "email": "{{customer_email}}",
-                    "name": "{{customer_name}}",
-                    "source": "auterity_onboarding",
-                },
-            },
-            "position": {"x": 300, "y": 100},
-            "dependencies": ["welcome-email"],
-        },
-        {
-            "id": "ai-personalization",
-            "type": "ai_prompt",
-            "name": "Generate Personalized Content",
-            "config": {
-                "prompt": "Create personalized content for {{customer_name}} based on their "
-                "industry: {{customer_industry}}",
-                "model": "gpt-4",
-                "max_tokens": 300,
-            },
-            "position": {"x": 500, "y": 100},
-            "dependencies": ["setup-account"],
-        },
-    ],
-}
 ONBOARDING_RUN = {
     "input_data": {
         "customer_email": "john.doe@example.com",
@@ -175,21 +124,10 @@ async def stack(
 
 
 def onboarding(crm: Receiver) -> dict[str, Any]:
+    """auterity's onboarding example, verbatim but for the CRM URL."""
     body = copy.deepcopy(ONBOARDING)
     body["steps"][1]["config"]["url"] = f"{crm.url}/customers"
     return body
-
-
-async def emails(settings: Settings, tenant_id: str) -> list[EmailMessage]:
-    engine = create_engine(settings)
-    try:
-        async with create_sessionmaker(engine)() as session:
-            rows = await session.scalars(
-                select(EmailMessage).where(EmailMessage.tenant_id == tenant_id)
-            )
-            return list(rows)
-    finally:
-        await engine.dispose()
 
 
 async def test_the_auterity_onboarding_example_runs_with_its_variables_filled(
@@ -428,3 +366,28 @@ async def test_another_tenant_cannot_see_execute_or_cancel(stack: PipelineStack)
     mine = await http.get(z2, headers=stack.api.headers)
     assert mine.status_code == 200 and mine.json()["data"]["status"] == "running"
     await http.post(f"/api/executions/{execution_id}/cancel", headers=stack.api.headers)
+
+
+async def test_scheduled_at_delays_the_start_and_priority_is_accepted(
+    stack: PipelineStack,
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    workflow_id = await stack.create(
+        {"name": "later", "steps": [{"type": "transform", "config": {"output": "{{x}}"}}]}
+    )
+    when = datetime.now(UTC) + timedelta(seconds=3)
+    started = await stack.execute(
+        workflow_id,
+        {"input_data": {"x": 1}, "priority": "urgent", "scheduled_at": when.isoformat()},
+    )
+    assert started.status_code == 202, started.text
+    assert started.json()["status"] == "scheduled"
+    execution_id = started.json()["execution_id"]
+    assert (await stack.read(execution_id))["status"] == "scheduled"
+
+    done = await stack.until(execution_id, "completed", "failed")
+    assert done["status"] == "completed" and done["priority"] == "urgent"
+    assert datetime.fromisoformat(done["completed_at"]) >= when
+    bad = await stack.execute(workflow_id, {"input_data": {"x": 1}, "priority": "asap"})
+    assert bad.status_code == 422
