@@ -191,10 +191,13 @@ async def live_status(client: Client, row: Execution) -> PipelineStatus | None:
 
 async def cancel(db: TenantScope, client: Client, execution_id: str) -> Execution:
     row = await execution_of(db, execution_id)
-    if row.status not in OPEN:
+    status = row.status
+    if status in OPEN:  # the index learns the outcome a moment after the run ends
+        live = await live_status(client, row)
+        status = live.status if live is not None else status
+    if status not in OPEN:
         raise Conflict(
-            f"Execution {execution_id} is already {row.status}",
-            details={"status": row.status},
+            f"Execution {execution_id} is already {status}", details={"status": status}
         )
     await cancel_run(client, row.workflow_id)
     return row
