@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,8 +17,8 @@ from api.app import create_app
 from engine.db.connection import create_engine, create_sessionmaker, transaction
 from engine.db.tables import Agent, Execution, UsageRecord
 from engine.platform.settings import Settings
-from tests.api.test_response_schemas import Checked, Schemas
-from tests.conftest import TenantFixture, api_client, make_tenant
+from tests.api.test_response_schemas import Checked, Schemas, TwoTenants
+from tests.conftest import api_client, make_tenant
 from tests.fake_providers import FakeProvider
 from tests.models_support import ledger, model_settings, ollama_config
 
@@ -45,25 +44,7 @@ RESEARCHER: dict[str, Any] = {
 }
 
 
-@dataclass
-class AgentApi:
-    api: Checked
-    settings: Settings
-    first: TenantFixture
-    second: TenantFixture
-
-    @property
-    def a(self) -> dict[str, str]:
-        return {"X-API-Key": self.first.key}
-
-    @property
-    def b(self) -> dict[str, str]:
-        return {"X-API-Key": self.second.key}
-
-    @property
-    def http(self) -> httpx.AsyncClient:
-        return self.api.http
-
+class AgentApi(TwoTenants):
     async def create(self, body: dict[str, Any], headers: dict[str, str] | None = None) -> Any:
         made = await self.api.call(
             "POST", "/api/v1/agents", 201, json=body, headers=headers or self.a

@@ -130,6 +130,28 @@ class Checked:
 
 
 @dataclass
+class TwoTenants:
+    """A checked API and two tenants: ``a`` and ``b`` are their credentials."""
+
+    api: Checked
+    settings: Settings
+    first: TenantFixture
+    second: TenantFixture
+
+    @property
+    def a(self) -> dict[str, str]:
+        return {"X-API-Key": self.first.key}
+
+    @property
+    def b(self) -> dict[str, str]:
+        return {"X-API-Key": self.second.key}
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        return self.api.http
+
+
+@dataclass
 class Stack:
     api: Checked
     settings: Settings

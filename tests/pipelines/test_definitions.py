@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -17,8 +16,8 @@ from api.app import create_app
 from engine.db.connection import create_engine, create_sessionmaker
 from engine.db.tables import PipelineDefinitionRow
 from engine.platform.settings import Settings
-from tests.api.test_response_schemas import Checked, Schemas
-from tests.conftest import TenantFixture, api_client, make_tenant
+from tests.api.test_response_schemas import Checked, Schemas, TwoTenants
+from tests.conftest import api_client, make_tenant
 from tests.pipelines.support import ONBOARDING
 
 pytestmark = pytest.mark.asyncio
@@ -64,25 +63,7 @@ Z2_EXAMPLE: dict[str, Any] = {
 }
 
 
-@dataclass
-class Api:
-    api: Checked
-    settings: Settings
-    first: TenantFixture
-    second: TenantFixture
-
-    @property
-    def a(self) -> dict[str, str]:
-        return {"X-API-Key": self.first.key}
-
-    @property
-    def b(self) -> dict[str, str]:
-        return {"X-API-Key": self.second.key}
-
-    @property
-    def http(self) -> httpx.AsyncClient:
-        return self.api.http
-
+class Api(TwoTenants):
     async def agent(self, name: str, headers: dict[str, str] | None = None) -> str:
         body = {"name": name, "type": "researcher"}
         made = await self.api.call(
