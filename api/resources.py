@@ -15,6 +15,8 @@ from engine.ai.providers import local
 from engine.ai.runtime import ModelRuntime
 from engine.audit.request_history import RequestHistory
 from engine.db.connection import create_engine, create_sessionmaker
+from engine.events import doorbell
+from engine.events.doorbell import Doorbell
 from engine.platform import temporal
 from engine.platform.ratelimit import MemoryRateLimiter, RateLimiter, build_rate_limiter
 from engine.platform.settings import Settings
@@ -64,6 +66,8 @@ class Resources:
         client = await temporal.connect(settings, lazy=True)
         limiter = build_rate_limiter(settings, redis)
         sessions = create_sessionmaker(engine)
+        # Events committed by this process wake the dispatcher workflow.
+        doorbell.install(sessions, Doorbell(client, settings))
         history = None
         if settings.request_history_enabled:
             history = RequestHistory(settings, sessions)

@@ -18,6 +18,7 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -26,6 +27,8 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from engine.ai.providers import local
 from engine.ai.runtime import ModelRuntime
 from engine.db.connection import create_engine, create_sessionmaker
+from engine.events import doorbell
+from engine.events.doorbell import Doorbell
 from engine.platform import temporal
 from engine.platform.egress import new_http_client
 from engine.platform.queues import TaskQueue, queue_name
@@ -34,16 +37,19 @@ from engine.storage import BlobStore, blob_store
 from engine.vectors import VectorIndex, vector_index
 from workers.activities.cells import CellActivities
 from workers.activities.documents import DocumentActivities
+from workers.activities.events import EventActivities
 from workers.activities.models import ModelActivities
 from workers.activities.pipelines import PipelineActivities
 from workers.activities.schedules import ScheduleActivities
 from workers.activities.system import SystemActivities
 from workflows.document_processing import DocumentProcessingWorkflow
+from workflows.event_dispatch import EventDispatchWorkflow
 from workflows.model_pull import ModelPullWorkflow
 from workflows.pipeline import PipelineWorkflow
 from workflows.scheduled_run import ScheduledRunWorkflow
 from workflows.semantic_cells import SemanticCellsWorkflow
 from workflows.system_check import SystemCheckWorkflow
+from workflows.webhook_delivery import WebhookDeliveryWorkflow
 
 log = logging.getLogger("weft.worker")
 
@@ -54,6 +60,8 @@ WORKFLOWS: list[type] = [
     ModelPullWorkflow,
     PipelineWorkflow,
     ScheduledRunWorkflow,
+    EventDispatchWorkflow,
+    WebhookDeliveryWorkflow,
 ]
 
 
@@ -100,6 +108,8 @@ class WorkerResources:
     http: httpx.AsyncClient
     # The model layer for pipeline steps: registry, breakers, stats, ledger.
     models: ModelRuntime
+    # Event fan-out to the API replicas' streams, when Redis is configured.
+    redis: Redis | None = None
 
     @classmethod
     def open(cls, settings: Settings) -> WorkerResources:
@@ -116,9 +126,16 @@ class WorkerResources:
             index=vector_index(settings),
             http=http,
             models=ModelRuntime.open(settings, sessions, http=http),
+            redis=(
+                Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
+                if settings.redis_url
+                else None
+            ),
         )
 
     async def close(self) -> None:
+        if self.redis is not None:
+            await self.redis.aclose()
         await self.http.aclose()
         await self.engine.dispose()
 
@@ -157,6 +174,14 @@ def activities_by_queue(
         queues[TaskQueue.IO].append(
             ScheduleActivities(resources.settings, resources.sessions).start_scheduled_run
         )
+        events = EventActivities(
+            resources.settings, resources.sessions, resources.http, resources.redis
+        )
+        queues[TaskQueue.IO] += [
+            events.dispatch_events,
+            events.deliver_webhook,
+            events.webhook_exhausted,
+        ]
     return queues
 
 
@@ -170,6 +195,8 @@ def build_workers(
     """One Temporal worker per queue (``resources`` None: system probes only)."""
     identity = worker_identity()
     activities = activities_by_queue(identity, resources)
+    if resources is not None:  # events this worker's activities commit wake the dispatcher
+        doorbell.install(resources.sessions, Doorbell(client, resources.settings))
     workers = []
     for queue in queues:
         workers.append(
@@ -198,5 +225,7 @@ async def run_workers(settings: Settings, queues: Sequence[TaskQueue], stop: asy
         for worker in build_workers(client, queues, resources, prefix=settings.task_queue_prefix):
             await stack.enter_async_context(worker)
         log.info("worker serving %s", ", ".join(queue.value for queue in queues))
+        if TaskQueue.WORKFLOWS in queues:  # drain what was committed while nothing ran
+            await Doorbell(client, settings).start()
         await stop.wait()
         log.info("worker stopping")

@@ -34,6 +34,13 @@ from workflows.document_payloads import (
     IndexInput,
     IndexResult,
 )
+from workflows.event_payloads import (
+    AttemptInput,
+    AttemptResult,
+    DispatchBatch,
+    DispatchResult,
+    ExhaustedInput,
+)
 from workflows.pipeline_payloads import (
     ExecutionRecord,
     LoadDefinitionInput,
@@ -66,6 +73,9 @@ class Activity(StrEnum):
     LOAD_DEFINITION = "load_definition"
     RECORD_EXECUTION = "record_execution"
     START_SCHEDULED_RUN = "start_scheduled_run"
+    DISPATCH_EVENTS = "dispatch_events"
+    DELIVER_WEBHOOK = "deliver_webhook"
+    WEBHOOK_EXHAUSTED = "webhook_exhausted"
 
 
 @dataclass(frozen=True)
@@ -179,3 +189,6 @@ SEND_EMAIL = ActivityDef(Activity.SEND_EMAIL, StepCall, StepOutcome)
 LOAD_DEFINITION = ActivityDef(Activity.LOAD_DEFINITION, LoadDefinitionInput, LoadedDefinition)
 RECORD_EXECUTION = ActivityDef(Activity.RECORD_EXECUTION, ExecutionRecord, type(None))
 START_SCHEDULED_RUN = ActivityDef(Activity.START_SCHEDULED_RUN, ScheduledStart, ScheduledStarted)
+DISPATCH_EVENTS = ActivityDef(Activity.DISPATCH_EVENTS, DispatchBatch, DispatchResult)
+DELIVER_WEBHOOK = ActivityDef(Activity.DELIVER_WEBHOOK, AttemptInput, AttemptResult)
+WEBHOOK_EXHAUSTED = ActivityDef(Activity.WEBHOOK_EXHAUSTED, ExhaustedInput, type(None))

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -317,14 +318,97 @@ class Event(Base):
     """
 
     __tablename__ = "events"
-    __table_args__ = (Index("ix_events_tenant_created", "tenant_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_events_tenant_created", "tenant_id", "created_at"),
+        Index("ix_events_tenant_subject_seq", "tenant_id", "subject", "seq"),
+        # What the dispatcher has sequenced but not yet handed to webhooks and streams.
+        Index(
+            "ix_events_undispatched",
+            "seq",
+            sqlite_where=text("dispatched_at IS NULL"),
+            postgresql_where=text("dispatched_at IS NULL"),
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("evt"))
     tenant_id: Mapped[str] = mapped_column(String(40))
     type: Mapped[str] = mapped_column(String(60))
+    # What the event is about (an execution or file id): one run's stream filters on it.
+    subject: Mapped[str | None] = mapped_column(String(120))
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # Idempotency for events emitted by activities that may run twice.
     dedupe_key: Mapped[str | None] = mapped_column(String(300), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The stream position, given by the one dispatcher in commit order (so a
+    # reader resuming after position N misses nothing), and when it was handed on.
+    seq: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    dispatched_at: Mapped[datetime | None] = mapped_column()
+
+
+class Webhook(Timestamped, Base):
+    """A tenant's subscription: events of these types are POSTed, signed, to ``url``."""
+
+    __tablename__ = "webhooks"
+    __table_args__ = (Index("ix_webhooks_tenant_created", "tenant_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("whk"))
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    url: Mapped[str] = mapped_column(String(2048))
+    events: Mapped[list[str]] = mapped_column(default=list)
+    description: Mapped[str | None] = mapped_column(String(500))
+    # Encrypted at rest: signing needs the secret itself.
+    secret_encrypted: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20), default="active")  # active | disabled
+    disabled_reason: Mapped[str | None] = mapped_column(String(300))
+    consecutive_failures: Mapped[int] = mapped_column(default=0)
+    created_by: Mapped[str | None] = mapped_column(String(40))
+
+
+class WebhookDelivery(Base):
+    """One attempt to deliver one event to one webhook (the delivery log)."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        Index("ix_webhook_deliveries_webhook_created", "webhook_id", "created_at"),
+        UniqueConstraint("webhook_id", "event_id", "attempt"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("dlv"))
+    tenant_id: Mapped[str] = mapped_column(String(40))
+    webhook_id: Mapped[str] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"))
+    event_id: Mapped[str] = mapped_column(String(40))
+    event_type: Mapped[str] = mapped_column(String(60))
+    attempt: Mapped[int] = mapped_column()
+    # delivered | retrying | failed | gone (410) | skipped (webhook no longer active)
+    status: Mapped[str] = mapped_column(String(20))
+    status_code: Mapped[int | None] = mapped_column()
+    error: Mapped[str | None] = mapped_column(String(500))
+    latency_ms: Mapped[int | None] = mapped_column()
+    next_retry_at: Mapped[datetime | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Callback(Base):
+    """A one-time URL an external system calls to wake a waiting workflow.
+
+    The token in the URL is stored hashed; the signing secret is encrypted.
+    """
+
+    __tablename__ = "callbacks"
+    __table_args__ = (Index("ix_callbacks_tenant_created", "tenant_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("cbk"))
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    secret_encrypted: Mapped[str] = mapped_column(Text)
+    workflow_id: Mapped[str] = mapped_column(String(200))
+    signal: Mapped[str] = mapped_column(String(100))
+    # Idempotency: one callback per (workflow, key), e.g. an execution's step.
+    dedupe_key: Mapped[str | None] = mapped_column(String(300), unique=True)
+    status: Mapped[str] = mapped_column(String(20), default="waiting")  # waiting | received
+    received_message_id: Mapped[str | None] = mapped_column(String(200))
+    received_at: Mapped[datetime | None] = mapped_column()
+    expires_at: Mapped[datetime] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

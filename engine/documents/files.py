@@ -19,6 +19,7 @@ from engine.db.tables import File
 from engine.documents.extract import MAX_IMAGE_PIXELS, image_pixels
 from engine.documents.sniff import IMAGES, compatible, declared_type, sniff
 from engine.events import outbox
+from engine.events.catalog import EventType
 from engine.platform.errors import InvalidInput, WeftError
 from engine.platform.ids import new_id
 from engine.storage.base import BlobStore, BlobTooLarge, file_key, work_prefix
@@ -124,7 +125,9 @@ async def store_upload(
     )
     try:
         session.add(row)
-        await outbox.emit(session, tenant_id, outbox.FILE_UPLOADED, file_event(row))
+        await outbox.emit(
+            session, tenant_id, EventType.FILE_UPLOADED, file_event(row), subject=row.id
+        )
         await session.commit()
     except IntegrityError:
         await session.rollback()
@@ -145,7 +148,14 @@ async def store_upload(
 
 
 def file_event(row: File) -> dict[str, object]:
-    return {"file_id": row.id, "filename": row.filename, "size": row.size, "url": None}
+    return {
+        "file_id": row.id,
+        "filename": row.filename,
+        "size": row.size,
+        "mime_type": row.mime_type,
+        "url": f"/api/v1/files/{row.id}/download",
+        "user_id": row.uploaded_by,
+    }
 
 
 async def list_files(

@@ -1,8 +1,9 @@
-"""Engine events: one interface for everything that happened.
+"""Recording events: the one interface every capability emits through.
 
-Events go into the ``events`` outbox in the caller's transaction; delivery
-(webhooks) reads the outbox, so an event is never lost and never reported for
-a change that rolled back.
+An event goes into the ``events`` outbox in the caller's transaction, so it
+exists exactly when the change it describes does. After the commit the
+process's doorbell (``engine.events.doorbell``) wakes the dispatcher workflow,
+which sequences the outbox and hands each event to webhooks and streams.
 """
 
 from __future__ import annotations
@@ -13,22 +14,34 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.ai.usage import record_once
 from engine.db.tables import Event
+from engine.events.catalog import EventType
+from engine.platform.ids import new_id
 
-FILE_UPLOADED = "file.uploaded"
-FILE_PROCESSED = "file.processed"
-WORKFLOW_STARTED = "workflow.started"
-WORKFLOW_COMPLETED = "workflow.completed"
-WORKFLOW_FAILED = "workflow.failed"
+# Set on a session that added an event: its commit rings the doorbell.
+PENDING = "weft_events_pending"
 
 
 async def emit(
     session: AsyncSession,
     tenant_id: str,
-    event_type: str,
+    event_type: EventType,
     data: dict[str, Any],
     *,
+    subject: str | None = None,
     dedupe_key: str | None = None,
-) -> bool:
-    """Add an event to the outbox (once per ``dedupe_key``)."""
-    event = Event(tenant_id=tenant_id, type=event_type, data=data, dedupe_key=dedupe_key)
-    return await record_once(session, event, Event.dedupe_key, dedupe_key)
+) -> str | None:
+    """Add an event to the outbox (once per ``dedupe_key``); its id, None when a
+    repeat of ``dedupe_key``."""
+    event = Event(
+        id=new_id("evt"),
+        tenant_id=tenant_id,
+        type=event_type.value,
+        subject=subject,
+        data=data,
+        dedupe_key=dedupe_key,
+    )
+    added = await record_once(session, event, Event.dedupe_key, dedupe_key)
+    if not added:
+        return None
+    session.info[PENDING] = True
+    return event.id

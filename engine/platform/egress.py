@@ -298,6 +298,7 @@ async def guarded_stream(
     settings: Settings,
     headers: Mapping[str, str] | None = None,
     json: Any = None,
+    content: bytes | None = None,
     timeout_seconds: float | None = None,
     tenant: bool = False,
     max_bytes: int | None = None,
@@ -316,6 +317,7 @@ async def guarded_stream(
         target.pinned_url,
         headers={**(headers or {}), "Host": target.host_header},
         json=json,
+        content=content,
         timeout=httpx.Timeout(seconds),
         extensions=extensions,
     )

@@ -45,6 +45,8 @@ class RunOptions:
     execution_timeout: timedelta | None = None
     priority: Priority | None = None  # Temporal task priority (1 first)
     start_delay: timedelta | None = None  # a delayed start (scheduled_at)
+    start_signal: str | None = None  # signal-with-start: deliver this signal too
+    once: bool = False  # this id runs once: never again after its run closed
 
     def start_kwargs(self, settings: Settings) -> dict[str, Any]:
         options: dict[str, Any] = {
@@ -61,12 +63,16 @@ class RunOptions:
         if self.join_existing:
             options["id_reuse_policy"] = WorkflowIDReusePolicy.ALLOW_DUPLICATE
             options["id_conflict_policy"] = WorkflowIDConflictPolicy.USE_EXISTING
+        if self.once:
+            options["id_reuse_policy"] = WorkflowIDReusePolicy.REJECT_DUPLICATE
         if self.execution_timeout is not None:
             options["execution_timeout"] = self.execution_timeout
         if self.priority is not None:
             options["priority"] = self.priority
         if self.start_delay is not None:
             options["start_delay"] = self.start_delay
+        if self.start_signal is not None:
+            options["start_signal"] = self.start_signal
         return options
 
 

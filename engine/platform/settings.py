@@ -152,6 +152,26 @@ class Settings(BaseSettings):
     smtp_starttls: bool = True
     smtp_from: str = "weftworks@localhost"
 
+    # --- events, webhooks and streams ----------------------------------------------
+    # Delivery attempts of one event to one webhook: the delay before each attempt
+    # (the first at once), each stretched by up to ``webhook_retry_jitter``.
+    webhook_retry_schedule_seconds: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: [0, 5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400]
+    )
+    webhook_retry_jitter: float = Field(default=0.2, ge=0, le=1)
+    webhook_timeout_seconds: float = Field(default=15.0, gt=0)
+    webhook_max_response_bytes: int = Field(default=65_536, gt=0)
+    # A webhook whose deliveries of this many events in a row all failed is disabled.
+    webhook_disable_after_failures: int = Field(default=10, gt=0)
+    # The dispatcher drains the outbox when rung after a commit; failing that,
+    # it looks every this many seconds. Streams without Redis read new events
+    # from the database this often.
+    event_poll_seconds: float = Field(default=5.0, gt=0)
+    event_stream_poll_seconds: float = Field(default=0.25, gt=0)
+    # Inbound callbacks: how long a callback URL stays valid. (A signed request's
+    # timestamp may be at most five minutes off, the Standard Webhooks tolerance.)
+    callback_ttl_seconds: int = Field(default=7 * 24 * 3600, gt=0)
+
     # --- request history (partio /v1.0/requests) --------------------------------
     request_history_enabled: bool = True
     request_history_body_cap_bytes: int = Field(default=65_536, ge=0)
@@ -162,6 +182,7 @@ class Settings(BaseSettings):
         "admin_api_keys",
         "egress_allowed_hosts",
         "tenant_egress_allowed_hosts",
+        "webhook_retry_schedule_seconds",
         mode="before",
     )
     @classmethod

@@ -34,6 +34,7 @@ from engine.documents.chunking import ChunkingConfig, chunk_pages
 from engine.documents.extract import DocumentError, PageText, count_pages, extract_pages
 from engine.documents.sniff import sniff
 from engine.events import outbox
+from engine.events.catalog import EventType
 from engine.platform.errors import WeftError
 from engine.platform.settings import Settings
 from engine.storage.base import BlobStore, local_copy, work_prefix
@@ -319,17 +320,21 @@ class DocumentActivities:
             row.chunks, row.embedding_model = params.chunks, params.model
             row.processed_at = datetime.now(UTC)
 
-        async def emit(kind: str, data: dict[str, Any]) -> None:
-            await outbox.emit(session, row.tenant_id, kind, data, dedupe_key=f"{run_id}:{kind}")
+        async def emit(kind: EventType, data: dict[str, Any], subject: str) -> None:
+            await outbox.emit(
+                session, row.tenant_id, kind, data, subject=subject, dedupe_key=f"{run_id}:{kind}"
+            )
 
         execution = {"execution_id": params.workflow_id}
         if params.ok:
-            await emit(outbox.FILE_PROCESSED, {
+            await emit(EventType.FILE_PROCESSED, {
                 "file_id": row.id, "ocr_text": params.excerpt, "embedding_id": f"emb_{row.id}",
-            })  # fmt: skip
+                "pages": row.pages, "chunks": params.chunks,
+            }, row.id)  # fmt: skip
             result = {"file_id": row.id, "chunks": params.chunks}
-            await emit(outbox.WORKFLOW_COMPLETED, {**execution, "status": "completed",
-                                                   "result": result})  # fmt: skip
+            completed = {**execution, "status": "completed", "result": result}
+            await emit(EventType.WORKFLOW_COMPLETED, completed, params.workflow_id)
         else:
             error = {"code": params.error_code, "message": params.error_message}
-            await emit(outbox.WORKFLOW_FAILED, {**execution, "error": error})
+            await emit(EventType.WORKFLOW_FAILED, {**execution, "file_id": row.id, "error": error},
+                       params.workflow_id)  # fmt: skip

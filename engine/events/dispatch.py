@@ -1,0 +1,183 @@
+"""Draining the outbox (the dispatcher workflow's one activity does this).
+
+Two steps, each safe to repeat after a crash:
+
+1. **Sequence**: new outbox rows get their stream position ``seq`` in the
+   order the dispatcher sees them. Only this one dispatcher writes ``seq``, so
+   positions grow in commit order and a stream reader resuming after position N
+   never misses a row that committed late.
+2. **Hand on**: for each sequenced row not yet dispatched, start one
+   ``WebhookDeliveryWorkflow`` per subscribed active webhook (its id is
+   ``hook-{event_id}-{webhook_id}`` and may run only once, so a repeat starts
+   nothing), publish the event to Redis for the API replicas' streams, then
+   mark the row dispatched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
+
+from redis.asyncio import Redis
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from engine.db.connection import transaction
+from engine.db.tables import Event, Webhook
+from engine.events.catalog import ALL, EventType, Published, stream_channel
+from engine.platform.runs import RunOptions, start_run
+from engine.platform.settings import Settings
+from workflows.event_payloads import DeliveryInput
+from workflows.webhook_delivery import WebhookDeliveryWorkflow, delivery_id
+
+STARTS_AT_ONCE = 32
+
+
+@dataclass(frozen=True)
+class Dispatched:
+    sequenced: int
+    dispatched: int
+    deliveries: int
+    more: bool
+
+
+def subscribed(hook: Webhook, event: Event) -> bool:
+    if event.type == EventType.WEBHOOK_TEST:
+        return (event.data or {}).get("webhook_id") == hook.id
+    return event.type in hook.events or ALL in hook.events
+
+
+def published(event: Event) -> Published:
+    if event.seq is None:
+        raise ValueError(f"event {event.id} has no stream position yet")
+    return Published(
+        seq=event.seq,
+        id=event.id,
+        tenant_id=event.tenant_id,
+        type=event.type,
+        subject=event.subject,
+        timestamp=event.created_at,
+        data=dict(event.data or {}),
+    )
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession],
+        client: Client,
+        redis: Redis | None = None,
+    ) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.client = client
+        self.redis = redis
+
+    async def run(self, limit: int) -> Dispatched:
+        sequenced = await self._sequence(limit)
+        async with self.sessions() as session:
+            events = list(
+                await session.scalars(
+                    select(Event)
+                    .where(Event.dispatched_at.is_(None), Event.seq.is_not(None))
+                    .order_by(Event.seq)
+                    .limit(limit)
+                )
+            )
+            tenants = {event.tenant_id for event in events}
+            hooks = (
+                list(
+                    await session.scalars(
+                        select(Webhook).where(
+                            Webhook.tenant_id.in_(tenants), Webhook.status == "active"
+                        )
+                    )
+                )
+                if tenants
+                else []
+            )
+        pairs = [
+            (event, hook)
+            for event in events
+            for hook in hooks
+            if hook.tenant_id == event.tenant_id and subscribed(hook, event)
+        ]
+        gate = asyncio.Semaphore(STARTS_AT_ONCE)
+
+        async def start(event: Event, hook: Webhook) -> None:
+            async with gate:
+                await self._start_delivery(event, hook)
+
+        await asyncio.gather(*(start(event, hook) for event, hook in pairs))
+        await self._publish(events)
+        if events:
+            async with transaction(self.sessions) as session:
+                await session.execute(
+                    update(Event)
+                    .where(Event.id.in_([event.id for event in events]))
+                    .values(dispatched_at=datetime.now(UTC))
+                )
+        return Dispatched(
+            sequenced=sequenced,
+            dispatched=len(events),
+            deliveries=len(pairs),
+            more=sequenced >= limit or len(events) >= limit,
+        )
+
+    async def _sequence(self, limit: int) -> int:
+        async with transaction(self.sessions) as session:
+            fresh = list(
+                await session.scalars(
+                    select(Event)
+                    .where(Event.seq.is_(None))
+                    .order_by(Event.created_at, Event.id)
+                    .limit(limit)
+                )
+            )
+            if not fresh:
+                return 0
+            top = await session.scalar(select(func.max(Event.seq))) or 0
+            for offset, event in enumerate(fresh, start=1):
+                event.seq = top + offset
+            return len(fresh)
+
+    async def _start_delivery(self, event: Event, hook: Webhook) -> None:
+        settings = self.settings
+        # A repeated round finds the run started already: nothing more to do.
+        with contextlib.suppress(WorkflowAlreadyStartedError):
+            await start_run(
+                self.client,
+                settings,
+                WebhookDeliveryWorkflow.run,
+                DeliveryInput(
+                    tenant_id=event.tenant_id,
+                    event_id=event.id,
+                    webhook_id=hook.id,
+                    schedule_seconds=settings.webhook_retry_schedule_seconds,
+                    jitter=settings.webhook_retry_jitter,
+                ),
+                RunOptions(
+                    workflow_id=delivery_id(event.id, hook.id),
+                    kind="webhook",
+                    tenant_id=event.tenant_id,
+                    started_by="system",
+                    summary=f"{event.type} to {urlsplit(hook.url).netloc}",
+                    once=True,
+                ),
+            )
+
+    async def _publish(self, events: list[Event]) -> None:
+        if self.redis is None or not events:
+            return
+        channel = stream_channel(self.settings.task_queue_prefix)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for event in events:
+                pipe.publish(channel, json.dumps(published(event).to_wire()))
+            await pipe.execute()
