@@ -19,6 +19,7 @@ from api.routes import (
     api_keys,
     auterity_workflows,
     auth,
+    callbacks,
     chat,
     executions,
     files,
@@ -31,10 +32,12 @@ from api.routes import (
     partio_requests,
     rag,
     schedules,
+    streams,
     system,
     tasks,
     templates,
     users,
+    webhooks,
     workflows,
 )
 from api.routes import cache as cache_routes
@@ -118,6 +121,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         templates.v1,
         tasks.router,
         analytics.router,
+        webhooks.router,
+        callbacks.router,
+        streams.router,
     ):
         app.include_router(router)
     return app

@@ -124,7 +124,7 @@ async def register(
         created_by=created_by,
     )
     db.add(row)
-    await db.session.flush()
+    await db.session.commit()
     return Registered(row, standard_secret(secret), generated)
 
 
@@ -162,13 +162,14 @@ async def update_webhook(
         row.status = changes.status
         row.consecutive_failures = 0
         row.disabled_reason = None if changes.status == "active" else "disabled by a user"
-    await db.session.flush()
+    await db.session.commit()
     return row
 
 
 async def delete_webhook(db: TenantScope, webhook_id: str) -> None:
     row = await get_webhook(db, webhook_id)
     await db.delete(row)
+    await db.session.commit()
 
 
 async def send_test(db: TenantScope, webhook_id: str) -> str:
@@ -178,6 +179,7 @@ async def send_test(db: TenantScope, webhook_id: str) -> str:
     event_id = await outbox.emit(
         db.session, row.tenant_id, EventType.WEBHOOK_TEST, data, subject=row.id
     )
+    await db.session.commit()
     return str(event_id)
 
 

@@ -196,9 +196,7 @@ async def cancel(db: TenantScope, client: Client, execution_id: str) -> Executio
         live = await live_status(client, row)
         status = live.status if live is not None else status
     if status not in OPEN:
-        raise Conflict(
-            f"Execution {execution_id} is already {status}", details={"status": status}
-        )
+        raise Conflict(f"Execution {execution_id} is already {status}", details={"status": status})
     await cancel_run(client, row.workflow_id)
     return row
 
