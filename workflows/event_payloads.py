@@ -34,6 +34,9 @@ class DeliveryInput(BaseModel):
     # Delay before each attempt (the first is normally 0), and the jitter fraction.
     schedule_seconds: list[float] = Field(min_length=1)
     jitter: float = 0.0
+    # Bounds one attempt's activity: the request's own timeout plus a generous
+    # margin for a busy database (a dead worker is noticed by its heartbeat).
+    attempt_timeout_seconds: float = 120.0
 
 
 class AttemptInput(BaseModel):

@@ -59,8 +59,10 @@ class WebhookDeliveryWorkflow:
                     next_delay_seconds=following,
                 ),
                 task_queue=io_queue,
-                # The request's own timeout is shorter; this bounds a stuck worker.
-                start_to_close_timeout=timedelta(minutes=2),
+                start_to_close_timeout=timedelta(seconds=params.attempt_timeout_seconds),
+                # The attempt beats while it waits: a worker that died is noticed
+                # in seconds and the attempt runs again elsewhere.
+                heartbeat_timeout=timedelta(seconds=10),
                 retry_policy=OWN_FAILURES,
                 summary=f"Attempt {attempt}",
             )

@@ -162,6 +162,7 @@ class Dispatcher:
                     webhook_id=hook.id,
                     schedule_seconds=settings.webhook_retry_schedule_seconds,
                     jitter=settings.webhook_retry_jitter,
+                    attempt_timeout_seconds=settings.webhook_timeout_seconds + 120,
                 ),
                 RunOptions(
                     workflow_id=delivery_id(event.id, hook.id),

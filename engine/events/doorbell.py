@@ -35,24 +35,30 @@ class Doorbell:
     def __init__(self, client: Client, settings: Settings) -> None:
         self.client = client
         self.settings = settings
-        self._pending: asyncio.Task[None] | None = None
+        self._rung = False
+        self._sender: asyncio.Task[None] | None = None
 
     def ring(self) -> None:
-        """Ask for one wake signal soon (safe to call from any code on the loop)."""
-        if self._pending is not None and not self._pending.done():
+        """Ask for a wake signal soon (safe to call from any code on the loop).
+
+        One signal is in flight at a time; rings meanwhile make one more.
+        """
+        self._rung = True
+        if self._sender is not None and not self._sender.done():
             return
         try:
-            self._pending = asyncio.get_running_loop().create_task(self._send())
+            self._sender = asyncio.get_running_loop().create_task(self._send())
         except RuntimeError:  # no loop (a synchronous script): the poll picks it up
             return
 
     async def _send(self) -> None:
-        await asyncio.sleep(COALESCE_SECONDS)
-        self._pending = None
-        try:
-            await self.start()
-        except Exception as exc:  # the dispatcher's own poll still finds the events
-            log.warning("could not wake the event dispatcher: %s", exc)
+        while self._rung:
+            await asyncio.sleep(COALESCE_SECONDS)
+            self._rung = False
+            try:
+                await self.start()
+            except Exception as exc:  # the dispatcher's own poll still finds the events
+                log.warning("could not wake the event dispatcher: %s", exc)
 
     async def start(self) -> None:
         """Start the dispatcher if it is not running, and wake it."""
@@ -73,9 +79,9 @@ class Doorbell:
         )
 
     async def close(self) -> None:
-        if self._pending is not None:
+        if self._sender is not None:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._pending
+                await self._sender
 
 
 def install(sessions: async_sessionmaker[AsyncSession], doorbell: Doorbell) -> None:

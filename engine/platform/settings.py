@@ -156,7 +156,7 @@ class Settings(BaseSettings):
     # Delivery attempts of one event to one webhook: the delay before each attempt
     # (the first at once), each stretched by up to ``webhook_retry_jitter``.
     webhook_retry_schedule_seconds: Annotated[list[float], NoDecode] = Field(
-        default_factory=lambda: [0, 5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400]
+        default_factory=lambda: [0.0, 5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400]
     )
     webhook_retry_jitter: float = Field(default=0.2, ge=0, le=1)
     webhook_timeout_seconds: float = Field(default=15.0, gt=0)

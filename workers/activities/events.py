@@ -10,6 +10,7 @@ from temporalio import activity
 from engine.events.delivery import Deliverer
 from engine.events.dispatch import Dispatcher
 from engine.platform.settings import Settings
+from workers.activities.heartbeats import heartbeating
 from workflows.activities import DELIVER_WEBHOOK, DISPATCH_EVENTS, WEBHOOK_EXHAUSTED
 from workflows.event_payloads import (
     AttemptInput,
@@ -44,7 +45,8 @@ class EventActivities:
 
     @DELIVER_WEBHOOK.defn
     async def deliver_webhook(self, params: AttemptInput) -> AttemptResult:
-        return await self.deliverer.attempt(params)
+        async with heartbeating():
+            return await self.deliverer.attempt(params)
 
     @WEBHOOK_EXHAUSTED.defn
     async def webhook_exhausted(self, params: ExhaustedInput) -> None:
