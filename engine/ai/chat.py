@@ -31,6 +31,9 @@ T = TypeVar("T")
 COMPLETION_ESTIMATE = 512
 
 
+EVENT_TEXT_CHARS = 2000
+
+
 def estimate_tokens(text: str) -> int:
     """About four characters a token: for budgets, and for providers that do not count."""
     return max(1, math.ceil(len(text) / 4)) if text else 0
@@ -156,13 +159,30 @@ async def served_from_cache(
         latency_ms=0.0,
         cached=True,
     )
-    await record_outcome(rt, ctx, outcome)
+    await record_outcome(rt, ctx, outcome, prepared.request)
     return outcome
 
 
-async def record_outcome(rt: ModelRuntime, ctx: CallContext, outcome: ChatOutcome) -> None:
+def response_event(request: ChatRequest, outcome: ChatOutcome) -> dict[str, object]:
+    """zentoria's ``ai.response`` payload ({query, answer, model}), texts cut short."""
+    asked = [m.content for m in request.messages if m.role == "user"]
+    return {
+        "query": (asked[-1] if asked else "")[:EVENT_TEXT_CHARS],
+        "answer": outcome.content[:EVENT_TEXT_CHARS],
+        "model": outcome.model,
+        "provider": outcome.provider,
+        "completion_id": outcome.id,
+        "total_tokens": outcome.total_tokens,
+        "cached": outcome.cached,
+    }
+
+
+async def record_outcome(
+    rt: ModelRuntime, ctx: CallContext, outcome: ChatOutcome, request: ChatRequest
+) -> None:
     await rt.record(
         ctx,
+        response=response_event(request, outcome),
         provider=outcome.provider,
         model=outcome.model,
         prompt_tokens=outcome.prompt_tokens,
@@ -226,7 +246,7 @@ async def finish(
         cost_usd=prepared.price.cost(prompt, completion),
         latency_ms=round(latency_ms, 2),
     )
-    await record_outcome(rt, ctx, outcome)
+    await record_outcome(rt, ctx, outcome, prepared.request)
     if prepared.cache_key is not None:
         answer = CachedAnswer(content, model, prepared.provider, prompt, completion, finish_reason)
         await rt.cache.put(ctx.tenant_id, prepared.cache_key, answer)

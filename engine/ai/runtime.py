@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 from redis.asyncio import Redis
@@ -21,12 +22,16 @@ from engine.ai.response_cache import ResponseCache
 from engine.ai.stats import ModelStats
 from engine.ai.usage import check_budget, record_usage
 from engine.db.tables import TenantBudget, UsageRecord
+from engine.events import outbox
+from engine.events.catalog import EventType
 from engine.platform.egress import new_http_client
 from engine.platform.settings import Settings
 
 # How long this process trusts what it read about a tenant's budget (its own
 # changes apply at once; another replica's within this many seconds).
 BUDGET_TTL_SECONDS = 5.0
+# Model calls whose answers are announced as ai.response events (not probes or warm-ups).
+RESPONSE_EVENT_KINDS = frozenset({"chat", "rag", "agent", "route", "batch"})
 
 
 @dataclass(frozen=True)
@@ -95,8 +100,11 @@ class ModelRuntime:
     def forget_budget(self, tenant_id: str) -> None:
         self._budgets.pop(tenant_id, None)
 
-    async def record(self, ctx: CallContext, **fields: object) -> None:
-        """One ledger row for a model call (its own short transaction)."""
+    async def record(
+        self, ctx: CallContext, *, response: dict[str, Any] | None = None, **fields: object
+    ) -> None:
+        """One ledger row for a model call (its own short transaction); with
+        ``response``, an ``ai.response`` event in the same transaction."""
         row = UsageRecord(
             tenant_id=ctx.tenant_id,
             user_id=ctx.user_id,
@@ -112,4 +120,14 @@ class ModelRuntime:
                 await record_usage(session, row)
             else:  # nothing to deduplicate: skip the lookup and the savepoint
                 session.add(row)
+            if response is not None and ctx.kind in RESPONSE_EVENT_KINDS:
+                dedupe = f"{ctx.dedupe_key}:response" if ctx.dedupe_key else None
+                await outbox.emit(
+                    session,
+                    ctx.tenant_id,
+                    EventType.AI_RESPONSE,
+                    {**response, "request_id": ctx.request_id, "workflow_id": ctx.workflow_id},
+                    subject=ctx.workflow_id,
+                    dedupe_key=dedupe,
+                )
             await session.commit()

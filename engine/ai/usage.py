@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from engine.db.dedupe import record_once
 from engine.db.tables import TenantBudget, UsageRecord
 from engine.platform.errors import WeftError
 
@@ -47,24 +46,6 @@ def price_for(model: str, table: dict[str, dict[str, float]]) -> Price:
         float(entry.get("input", entry.get("cost_per_1k_input", 0.0))),
         float(entry.get("output", entry.get("cost_per_1k_output", 0.0))),
     )
-
-
-async def record_once(
-    session: AsyncSession, row: Any, key_column: Any, dedupe_key: str | None
-) -> bool:
-    """Add ``row`` unless a row with the same dedupe key exists; True when added."""
-    if dedupe_key:
-        seen = await session.scalar(
-            select(func.count()).select_from(type(row)).where(key_column == dedupe_key)
-        )
-        if seen:
-            return False
-    try:
-        async with session.begin_nested():
-            session.add(row)
-    except IntegrityError:  # a concurrent retry won the race on the unique key
-        return False
-    return True
 
 
 async def record_usage(session: AsyncSession, record: UsageRecord) -> bool:

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from engine.ai.usage import record_once
+from engine.db.dedupe import record_once
 from engine.db.tables import Event
 from engine.events.catalog import EventType
 from engine.platform.ids import new_id
