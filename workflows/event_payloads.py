@@ -31,7 +31,8 @@ class DeliveryInput(BaseModel):
     tenant_id: str
     event_id: str
     webhook_id: str
-    # Delay before each attempt (the first is normally 0), and the jitter fraction.
+    # When each attempt is due, in seconds after the event (the first normally 0),
+    # and the jitter fraction that stretches each wait.
     schedule_seconds: list[float] = Field(min_length=1)
     jitter: float = 0.0
     # Bounds one attempt's activity: the request's own timeout plus a generous

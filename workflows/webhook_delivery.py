@@ -2,8 +2,9 @@
 
 Each attempt is one activity that signs and POSTs the event and writes the
 delivery log. Between attempts the workflow sleeps through the retry schedule
-(about a day by default, each delay stretched by a random jitter), longer when
-the receiver asked for it with ``Retry-After``. A 2xx ends the run delivered;
+(by default attempts at 0 s, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h and
+24 h after the event, each wait stretched by a random jitter), longer when the
+receiver asked for it with ``Retry-After``. A 2xx ends the run delivered;
 410 Gone disables the webhook; a webhook that was deleted or disabled meanwhile
 ends it skipped. When every attempt failed, the webhook's run of failed events
 grows, and a long enough run disables it. Every attempt carries the same
@@ -42,13 +43,15 @@ class WebhookDeliveryWorkflow:
     async def run(self, params: DeliveryInput) -> DeliveryResult:
         own = workflow.info().task_queue
         io_queue = own[: len(own) - len(TaskQueue.WORKFLOWS.value)] + TaskQueue.IO.value
-        schedule = params.schedule_seconds
-        wait = self._stretch(schedule[0], params.jitter)
-        for attempt in range(1, len(schedule) + 1):
+        # The schedule gives each attempt's time after the event; sleep the differences.
+        offsets = params.schedule_seconds
+        delays = [offsets[0]] + [b - a for a, b in zip(offsets, offsets[1:], strict=False)]
+        wait = self._stretch(delays[0], params.jitter)
+        for attempt in range(1, len(delays) + 1):
             if wait > 0:
                 await workflow.sleep(timedelta(seconds=wait))
             following = (
-                self._stretch(schedule[attempt], params.jitter) if attempt < len(schedule) else None
+                self._stretch(delays[attempt], params.jitter) if attempt < len(delays) else None
             )
             result = await DELIVER_WEBHOOK.execute(
                 AttemptInput(
@@ -74,14 +77,14 @@ class WebhookDeliveryWorkflow:
                 tenant_id=params.tenant_id,
                 event_id=params.event_id,
                 webhook_id=params.webhook_id,
-                attempts=len(schedule),
+                attempts=len(delays),
             ),
             task_queue=io_queue,
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=OWN_FAILURES,
             summary="Count the failed event",
         )
-        return DeliveryResult(outcome="failed", attempts=len(schedule))
+        return DeliveryResult(outcome="failed", attempts=len(delays))
 
     @staticmethod
     def _stretch(seconds: float, jitter: float) -> float:

@@ -153,8 +153,9 @@ class Settings(BaseSettings):
     smtp_from: str = "weftworks@localhost"
 
     # --- events, webhooks and streams ----------------------------------------------
-    # Delivery attempts of one event to one webhook: the delay before each attempt
-    # (the first at once), each stretched by up to ``webhook_retry_jitter``.
+    # Delivery attempts of one event to one webhook: when each is due, in seconds
+    # after the event (about a day in all), each wait stretched by up to
+    # ``webhook_retry_jitter``.
     webhook_retry_schedule_seconds: Annotated[list[float], NoDecode] = Field(
         default_factory=lambda: [0.0, 5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400]
     )
@@ -189,6 +190,13 @@ class Settings(BaseSettings):
     def _split_origins(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("webhook_retry_schedule_seconds")
+    @classmethod
+    def _check_schedule(cls, value: list[float]) -> list[float]:
+        if not value or value[0] < 0 or any(b < a for a, b in zip(value, value[1:], strict=False)):
+            raise ValueError("a retry schedule is one or more growing offsets in seconds from 0")
         return value
 
     @field_validator("rate_limits")
