@@ -8,6 +8,7 @@ import pytest
 from engine.ai.providers.local import EXTRACTIVE_MODEL
 from engine.platform.settings import Settings
 from tests.conftest import free_port
+from tests.events.support import events_of
 from tests.fake_providers import FakeProvider
 from tests.models_support import (
     PRICES,
@@ -58,6 +59,14 @@ async def test_chat_shapes_batch_and_ledger_totals(
 
         rows = await ledger(configured, api.tenant.tenant_id)
         assert len(rows) == 4 and sum(1 for r in rows if not r.success) == 1
+        # Each answer is announced once (ai.response, zentoria's payload), failures not.
+        answered = await events_of(configured, api.tenant.tenant_id, "ai.response")
+        assert sorted((e.data["query"], e.data["answer"]) for e in answered) == [
+            ("What is 2+2?", "Echo: What is 2+2?"),
+            ("hello there", "Echo: hello there"),
+            ("one", "Echo: one"),
+        ]
+        assert {e.data["model"] for e in answered} == {"llama-test"}
         assert {r.kind for r in rows} == {"chat", "batch"}
         assert all(r.request_id and r.user_id for r in rows)
         total = sum(r.cost_usd for r in rows)
