@@ -23,15 +23,13 @@ from engine.ai.providers.registry import Resolved
 from engine.ai.response_cache import CachedAnswer, cache_key
 from engine.ai.runtime import CallContext, ModelRuntime
 from engine.ai.usage import Price, price_for
+from engine.events.catalog import excerpt
 from engine.platform.errors import InvalidInput
 
 T = TypeVar("T")
 
 # What a call without max_tokens is assumed to produce, for budget checks.
 COMPLETION_ESTIMATE = 512
-
-
-EVENT_TEXT_CHARS = 2000
 
 
 def estimate_tokens(text: str) -> int:
@@ -167,8 +165,8 @@ def response_event(request: ChatRequest, outcome: ChatOutcome) -> dict[str, obje
     """zentoria's ``ai.response`` payload ({query, answer, model}), texts cut short."""
     asked = [m.content for m in request.messages if m.role == "user"]
     return {
-        "query": (asked[-1] if asked else "")[:EVENT_TEXT_CHARS],
-        "answer": outcome.content[:EVENT_TEXT_CHARS],
+        "query": excerpt(asked[-1] if asked else ""),
+        "answer": excerpt(outcome.content),
         "model": outcome.model,
         "provider": outcome.provider,
         "completion_id": outcome.id,

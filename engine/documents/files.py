@@ -153,7 +153,7 @@ def file_event(row: File) -> dict[str, object]:
         "filename": row.filename,
         "size": row.size,
         "mime_type": row.mime_type,
-        "url": f"/api/v1/files/{row.id}/download",
+        "url": f"/api/v1/mcp/files/{row.id}/download",
         "user_id": row.uploaded_by,
     }
 

@@ -23,6 +23,8 @@ from engine.ai.runtime import CallContext, ModelRuntime
 from engine.db.scope import TenantScope
 from engine.db.tables import EmbeddingEndpoint
 from engine.documents.retrieval import retrieve
+from engine.events import outbox
+from engine.events.catalog import EventType, excerpt
 from engine.platform.errors import InvalidInput
 from engine.platform.settings import Settings
 from engine.vectors.base import VectorIndex
@@ -158,6 +160,19 @@ async def answer_query(
         contexts_used=len(retrieval.passages),
         retrieval_ms=round(retrieval.latency_ms, 2),
     )
+    if answered_by == local.EXTRACTIVE_MODEL:  # a chat model's answer is announced by the ledger
+        await outbox.emit(
+            db.session,
+            ctx.tenant_id,
+            EventType.AI_RESPONSE,
+            {
+                "query": excerpt(body.query),
+                "answer": excerpt(answer),
+                "model": answered_by,
+                "request_id": ctx.request_id,
+            },
+        )
+        await db.session.commit()
     if body.include_citations:
         result.citations = [
             Citation(text=p.text, file_id=p.file_id, filename=p.filename, page=p.page,

@@ -32,6 +32,12 @@ class EventType(StrEnum):
 # Types a webhook may subscribe to ("*" subscribes to all of them).
 SUBSCRIBABLE = frozenset(t.value for t in EventType if t is not EventType.WEBHOOK_TEST)
 ALL = "*"
+# Texts in event data (a question, an answer) are cut to this many characters.
+EXCERPT_CHARS = 2000
+
+
+def excerpt(text: str) -> str:
+    return text[:EXCERPT_CHARS]
 
 
 @dataclass(frozen=True)

@@ -44,9 +44,10 @@ async def test_an_upload_reaches_the_receiver_signed_as_file_uploaded_then_file_
         webhook_receiver() as receiver,
         event_stack(settings, temporal_env, receiver) as stack,
     ):
-        hook = await register(stack, receiver, ["file.uploaded", "file.processed"])
+        subscribed = ["file.uploaded", "file.processed", "ai.response"]
+        hook = await register(stack, receiver, subscribed)
         assert hook["status"] == "active" and hook["id"].startswith("whk_")
-        assert hook["events"] == ["file.uploaded", "file.processed"]
+        assert hook["events"] == subscribed
         assert "secret" not in hook or hook["secret"] is None  # ours was given, never echoed
 
         sent = await upload(stack.http, stack.headers, "notes.txt", b"Rent is 1,200 euros.\n" * 20)
@@ -64,8 +65,17 @@ async def test_an_upload_reaches_the_receiver_signed_as_file_uploaded_then_file_
         assert body["timestamp"].endswith("Z")
         assert processed[0].event["data"]["file_id"] == file_id
 
+        asked = await stack.http.post(
+            "/api/v1/ai/rag/query", headers=stack.headers, json={"query": "How much is the rent?"}
+        )
+        assert asked.status_code == 200, asked.text
+        await receiver.wait_for(lambda r: bool(r.of_type("ai.response")))
+        answered = receiver.of_type("ai.response")[0].event["data"]
+        assert answered["query"] == "How much is the rent?" and "1,200" in answered["answer"]
+        assert answered["model"] == asked.json()["data"]["model"]
+
         log = await deliveries_api(stack, hook["id"])
-        assert {entry["event_type"] for entry in log} == {"file.uploaded", "file.processed"}
+        assert {entry["event_type"] for entry in log} == set(subscribed)
         assert all(e["status"] == "delivered" and e["status_code"] == 200 for e in log)
         assert all(e["attempt"] == 1 and e["latency_ms"] is not None for e in log)
 
