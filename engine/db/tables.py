@@ -506,3 +506,123 @@ class EmailMessage(Base):
     dedupe_key: Mapped[str | None] = mapped_column(String(300), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column()
+
+
+class A2ATask(Timestamped, Base):
+    """An A2A task served here: the index row of its ``A2ATaskWorkflow`` (the
+    workflow holds the live state; this row lists tasks and survives restarts)."""
+
+    __tablename__ = "a2a_tasks"
+    __table_args__ = (
+        Index("ix_a2a_tasks_tenant_created", "tenant_id", "created_at"),
+        Index("ix_a2a_tasks_tenant_context", "tenant_id", "context_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    context_id: Mapped[str] = mapped_column(String(64))
+    # What answers it: one of the tenant's agents, or a published pipeline.
+    target_kind: Mapped[str] = mapped_column(String(20))  # agent | pipeline
+    target_id: Mapped[str] = mapped_column(String(40))
+    # submitted | working | input-required | completed | failed | canceled | rejected
+    state: Mapped[str] = mapped_column(String(30), default="submitted")
+    workflow_id: Mapped[str] = mapped_column(String(200))
+    # The task as A2A shows it (status message, artifacts, history) at its last change.
+    snapshot: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_by: Mapped[str | None] = mapped_column(String(40))
+
+
+class A2APushConfig(Timestamped, Base):
+    """Where to push a task's updates (delivered like webhooks, signed)."""
+
+    __tablename__ = "a2a_push_configs"
+    __table_args__ = (Index("ix_a2a_push_configs_task", "task_id"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    task_id: Mapped[str] = mapped_column(ForeignKey("a2a_tasks.id", ondelete="CASCADE"))
+    url: Mapped[str] = mapped_column(String(2048))
+    # The client's token, sent back on each push; encrypted at rest.
+    token_encrypted: Mapped[str | None] = mapped_column(Text)
+    authentication: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The webhook that carries the pushes (its secret signs them).
+    webhook_id: Mapped[str | None] = mapped_column(String(40))
+
+
+class A2ASession(Timestamped, Base):
+    """A z2 A2A session between two agents (``A2AExchangeWorkflow`` ``a2a-{id}``)."""
+
+    __tablename__ = "a2a_sessions"
+    __table_args__ = (Index("ix_a2a_sessions_tenant_created", "tenant_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("a2s"))
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    source_agent_id: Mapped[str] = mapped_column(String(40))
+    target_agent_id: Mapped[str | None] = mapped_column(String(40))
+    target_agent_url: Mapped[str | None] = mapped_column(String(2048))
+    # handshake | negotiated | active | closed | failed
+    status: Mapped[str] = mapped_column(String(20), default="handshake")
+    protocol_version: Mapped[str | None] = mapped_column(String(20))
+    capabilities: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    limits: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    turns: Mapped[int] = mapped_column(default=0)
+    cost_usd: Mapped[float] = mapped_column(default=0.0)
+    workflow_id: Mapped[str] = mapped_column(String(200))
+    created_by: Mapped[str | None] = mapped_column(String(40))
+
+
+class McpSession(Timestamped, Base):
+    """A z2 MCP session: a named context a client works in."""
+
+    __tablename__ = "mcp_sessions"
+    __table_args__ = (Index("ix_mcp_sessions_tenant_created", "tenant_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("mcs"))
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    user_id: Mapped[str | None] = mapped_column(String(40))
+    name: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20), default="active")  # active | closed
+    context: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    tools_used: Mapped[int] = mapped_column(default=0)
+    last_active_at: Mapped[datetime | None] = mapped_column()
+
+
+class Command(Timestamped, Base):
+    """A zentoria natural-language command (``CommandWorkflow`` ``cmd-{id}``)."""
+
+    __tablename__ = "commands"
+    __table_args__ = (Index("ix_commands_tenant_created", "tenant_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("cmd"))
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    user_id: Mapped[str | None] = mapped_column(String(40))
+    command: Mapped[str] = mapped_column(Text)
+    context: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    intent: Mapped[str | None] = mapped_column(String(60))
+    entities: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # processing | completed | failed
+    status: Mapped[str] = mapped_column(String(20), default="processing")
+    interpreted_by: Mapped[str | None] = mapped_column(String(200))  # a model, or "rules"
+    workflow_id: Mapped[str | None] = mapped_column(String(200))  # the run it started
+    result: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    error: Mapped[dict[str, Any] | None] = mapped_column()
+
+
+class Consent(Timestamped, Base):
+    """z2 consent: a request to process categories of a user's data, and its answer."""
+
+    __tablename__ = "consents"
+    __table_args__ = (Index("ix_consents_tenant_user", "tenant_id", "user_id"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("cns"))
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    user_id: Mapped[str] = mapped_column(String(40))  # whose data
+    request_type: Mapped[str] = mapped_column(String(60))
+    description: Mapped[str | None] = mapped_column(Text)
+    data_categories: Mapped[list[str]] = mapped_column(default=list)
+    purpose: Mapped[str] = mapped_column(String(200))
+    retention_period: Mapped[str | None] = mapped_column(String(60))
+    status: Mapped[str] = mapped_column(String(20), default="pending")  # pending|granted|revoked
+    requested_by: Mapped[str | None] = mapped_column(String(40))
+    granted_at: Mapped[datetime | None] = mapped_column()
+    revoked_at: Mapped[datetime | None] = mapped_column()
