@@ -17,6 +17,7 @@ from engine.audit.request_history import RequestHistory
 from engine.db.connection import create_engine, create_sessionmaker
 from engine.events import doorbell
 from engine.events.doorbell import Doorbell
+from engine.events.hub import EventHub
 from engine.platform import temporal
 from engine.platform.ratelimit import MemoryRateLimiter, RateLimiter, build_rate_limiter
 from engine.platform.settings import Settings
@@ -42,11 +43,14 @@ class Resources:
     # Models: the shared outbound HTTP client, provider registry, circuit
     # breakers, model stats and the response cache.
     models: ModelRuntime = field(init=False)
+    # Live event streams (WebSockets, SSE) of this process.
+    hub: EventHub = field(init=False)
 
     def __post_init__(self) -> None:
         self.store = blob_store(self.settings)
         self.index = vector_index(self.settings)
         self.models = ModelRuntime.open(self.settings, self.sessions, self.redis)
+        self.hub = EventHub(self.settings, self.sessions, self.redis)
 
     @property
     def http(self) -> httpx.AsyncClient:
@@ -75,11 +79,14 @@ class Resources:
         # Load the local embedding model in the background: the first RAG query
         # should not pay for it.
         asyncio.get_running_loop().run_in_executor(None, local.warm_up)
-        return cls(settings, engine, sessions, client, redis, limiter, history=history)
+        resources = cls(settings, engine, sessions, client, redis, limiter, history=history)
+        await resources.hub.start()
+        return resources
 
     async def close(self) -> None:
         if self.history is not None:  # drains the queue while the database is still there
             await self.history.stop()
+        await self.hub.stop()
         await self.models.close()
         if self.redis is not None:
             await self.redis.aclose()

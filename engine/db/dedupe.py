@@ -20,6 +20,13 @@ async def record_once(
         )
         if seen:
             return False
+    if not dedupe_key or session.get_bind().dialect.name == "sqlite":
+        # Nothing can clash without a key; and SQLite runs one writer at a time, so
+        # the check above holds there. (A SAVEPOINT would be wrong on SQLite: as a
+        # transaction's first write it opens a transaction of its own, which its
+        # RELEASE commits, outside the caller's.)
+        session.add(row)
+        return True
     try:
         async with session.begin_nested():
             session.add(row)

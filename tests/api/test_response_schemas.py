@@ -35,6 +35,7 @@ from workers.main import WorkerResources, build_workers
 # The routes whose 2xx is not JSON, and what they answer instead.
 NOT_JSON = {
     ("POST", "/api/v1/chat/stream"): "text/event-stream",
+    ("GET", "/api/v1/executions/{execution_id}/events"): "text/event-stream",
     ("GET", "/api/v1/mcp/files/{file_id}/download"): "application/octet-stream",
 }
 # Keys of a JSON Schema whose value maps names to schemas (not a schema itself).
