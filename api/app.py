@@ -14,6 +14,8 @@ from api.middleware import EdgeMiddleware
 from api.ratelimit import RateLimitMiddleware
 from api.resources import Resources
 from api.routes import (
+    a2a_protocol,
+    a2a_sessions,
     agents,
     analytics,
     api_keys,
@@ -21,9 +23,11 @@ from api.routes import (
     auth,
     callbacks,
     chat,
+    consent,
     executions,
     files,
     health,
+    mcp_tools,
     model_providers,
     model_routing,
     models,
@@ -124,6 +128,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         webhooks.router,
         callbacks.router,
         streams.router,
+        a2a_protocol.router,
+        a2a_sessions.router,
+        mcp_tools.router,
+        consent.router,
     ):
         app.include_router(router)
     return app
