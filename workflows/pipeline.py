@@ -7,12 +7,22 @@ done, so independent branches run in parallel. Model, HTTP and e-mail steps
 are activities on ``weft-io`` (each with a summary naming the step, so the
 Web UI timeline reads as the pipeline); ``transform`` and ``condition`` are
 pure and computed here; ``human_approval`` waits for the ``approve`` update;
-``sub_workflow`` and ``document_processor`` are child workflows. The ``status``
-query answers progress, per-step results with tokens and cost, and the log.
+``wait_for_callback`` opens a one-time callback URL (activity ``open_callback``)
+and waits for the ``callback`` signal it delivers; ``sub_workflow`` and
+``document_processor`` are child workflows. The ``status`` query answers
+progress, per-step results with tokens and cost, and the log.
+
+While it runs, a top-level run reports each completed step
+(``workflow.step_completed``) and each step that starts to wait for a person or
+a callback (``workflow.progress``) to the events outbox through a local
+activity; events that arise together go in one batch, so a wide DAG costs a
+few inserts, not one per node. Runs recorded before this (no ``step-events``
+patch in their history) replay without it.
 
 A failed step fails the run (its running siblings are cancelled). Cancelling
 the run cancels the running activities through Temporal. Whatever the end,
-one last activity writes the outcome to the database's execution index.
+one last activity writes the outcome (and its event) to the database's
+execution index.
 """
 
 from __future__ import annotations
@@ -40,23 +50,36 @@ with workflow.unsafe.imports_passed_through():
     from workflows.activities import (
         CALL_API,
         CALL_MODEL,
+        EMIT_STEP_EVENTS,
         LOAD_DEFINITION,
+        OPEN_CALLBACK,
         RECORD_EXECUTION,
         SEND_EMAIL,
     )
     from workflows.document_payloads import EmbeddingSpec
     from workflows.document_processing import DocumentProcessingInput, DocumentProcessingWorkflow
     from workflows.pipeline_payloads import (
+        CALLBACK_SIGNAL,
         AgentSnapshot,
+        CallbackReceived,
         ExecutionRecord,
+        FailedStep,
         LoadDefinitionInput,
+        OpenCallbackInput,
         StepCall,
+        StepEvent,
+        StepEventKind,
+        StepEvents,
         StepOutcome,
         StepRecord,
     )
 
 MAX_DEPTH = 5  # sub-workflows inside sub-workflows
 APPROVAL_TIMEOUT = timedelta(days=7)
+CALLBACK_TIMEOUT = timedelta(days=7)  # a wait_for_callback step without timeout_seconds
+# Runs started before step events existed replay without them.
+STEP_EVENTS_PATCH = "step-events"
+EVENT_BATCH = 250  # step events per local activity (a 500-step DAG: a few inserts)
 # Failures another attempt cannot fix: a step that raises one of these fails at once.
 PERMANENT = [
     "VALIDATION_ERROR",
@@ -83,8 +106,16 @@ ACTIVITY_STEPS = {
 DONE = ("completed", "skipped")
 
 StepStatus = Literal[
-    "pending", "running", "waiting_approval", "completed", "failed", "skipped", "cancelled"
+    "pending",
+    "running",
+    "waiting_approval",
+    "waiting_callback",
+    "completed",
+    "failed",
+    "skipped",
+    "cancelled",
 ]
+WAITING = ("waiting_approval", "waiting_callback")
 RunStatus = Literal["running", "completed", "failed", "cancelled", "timed_out"]
 LogLevel = Literal["info", "warning", "error"]
 
@@ -203,13 +234,20 @@ class PipelineWorkflow:
         self._completed_at: datetime | None = None
         self._error: tuple[str, str] | None = None
         self._decisions: dict[str, ApprovalInput] = {}
+        self._callbacks: dict[str, CallbackReceived] = {}
+        self._failed: FailedStep | None = None
+        # Step events waiting for the flusher (a top-level run started with the patch).
+        self._events_on = False
+        self._events: list[StepEvent] = []
+        self._closing = False
+        self._flusher: asyncio.Task[None] | None = None
 
     # --- reading and steering ------------------------------------------------
 
     @workflow.query
     def status(self) -> PipelineStatus:
         steps = self._steps.values()
-        running = [s.name for s in steps if s.status in ("running", "waiting_approval")]
+        running = [s.name for s in steps if s.status == "running" or s.status in WAITING]
         return PipelineStatus(
             execution_id=workflow.info().workflow_id.removeprefix("run-"),
             status=self._status,
@@ -238,6 +276,12 @@ class PipelineWorkflow:
             raise ApplicationError("approval not recorded", non_retryable=True)
         return approval
 
+    @workflow.signal(name=CALLBACK_SIGNAL)
+    def callback(self, received: CallbackReceived) -> None:
+        """A callback this run opened was called (verified by the API). The first
+        delivery of each callback counts; repeats are ignored."""
+        self._callbacks.setdefault(received.callback_id, received)
+
     @approve.validator
     def _approvable(self, decision: ApprovalInput) -> None:
         state = self._steps.get(decision.step_id)
@@ -255,6 +299,10 @@ class PipelineWorkflow:
             s.id: StepState(id=s.id, name=s.title, type=s.type.value)
             for s in params.definition.steps
         }
+        # Sub-runs have no execution of their own to report on.
+        self._events_on = params.depth == 0 and workflow.patched(STEP_EVENTS_PATCH)
+        if self._events_on:
+            self._flusher = asyncio.create_task(self._flush_events(params))
         self._log("info", "Workflow execution started")
         scheduler = asyncio.create_task(self._schedule(params))
         timeout = params.definition.timeout_seconds
@@ -267,6 +315,13 @@ class PipelineWorkflow:
             self._status = "completed"
             self._log("info", "Workflow execution completed")
         except StepFailed as failed:
+            self._failed = FailedStep(
+                step_id=failed.step.id,
+                step_type=failed.step.type.value,
+                agent_id=failed.step.agent_id,
+                code=failed.code,
+                message=failed.message,
+            )
             self._end("failed", failed.code, f"Step '{failed.step.title}' failed: {failed.message}")
         except TimeoutError:
             scheduler.cancel()
@@ -361,6 +416,7 @@ class PipelineWorkflow:
         state.output, state.model, state.detail = outcome.output, outcome.model, outcome.detail
         state.tokens_used, state.cost_usd = outcome.tokens_used, outcome.cost_usd
         self._log("info", f"Step '{step.title}' completed", step.id)
+        self._step_event("step_completed", step)
 
     async def _execute(
         self, params: PipelineInput, step: StepSpec, config: dict[str, Any]
@@ -376,6 +432,8 @@ class PipelineWorkflow:
             return StepOutcome(output={"result": result})
         if step.type is StepType.HUMAN_APPROVAL:
             return await self._await_approval(step, config)
+        if step.type is StepType.WAIT_FOR_CALLBACK:
+            return await self._await_callback(params, step, config)
         if step.type is StepType.SUB_WORKFLOW:
             return await self._sub_workflow(params, step, config)
         if step.type is StepType.DOCUMENT_PROCESSOR:
@@ -406,6 +464,7 @@ class PipelineWorkflow:
         state = self._steps[step.id]
         state.status = "waiting_approval"
         self._log("info", f"Step '{step.title}' waits for approval", step.id)
+        self._step_event("waiting_approval", step)
         seconds = config.get("timeout_seconds")
         timeout = timedelta(seconds=float(seconds)) if seconds else APPROVAL_TIMEOUT
         try:
@@ -426,6 +485,60 @@ class PipelineWorkflow:
         if not decision.approved:
             raise StepFailed(step, "APPROVAL_REJECTED", f"rejected by {decision.decided_by}")
         return StepOutcome(output=state.approval.model_dump(mode="json"))
+
+    async def _await_callback(
+        self, params: PipelineInput, step: StepSpec, config: dict[str, Any]
+    ) -> StepOutcome:
+        """Open a callback URL (announced to ``notify`` if given), then wait for the
+        ``callback`` signal of that callback; its body is the step's output."""
+        state = self._steps[step.id]
+        seconds = config.get("timeout_seconds") or step.timeout_seconds
+        try:
+            timeout = timedelta(seconds=float(seconds)) if seconds else CALLBACK_TIMEOUT
+        except (TypeError, ValueError):
+            raise StepFailed(
+                step, "VALIDATION_ERROR", f"timeout_seconds {seconds!r} is not a number"
+            ) from None
+        notify = config.get("notify")
+        if notify is not None and not isinstance(notify, dict):
+            raise StepFailed(step, "VALIDATION_ERROR", "notify must be an object")
+        opened = await OPEN_CALLBACK.execute(
+            OpenCallbackInput(
+                execution_id=params.execution_id,
+                tenant_id=params.tenant_id,
+                step_id=step.id,
+                workflow_id=workflow.info().workflow_id,
+                timeout_seconds=timeout.total_seconds(),
+                notify=notify,
+            ),
+            task_queue=self._queue(TaskQueue.IO),
+            start_to_close_timeout=timedelta(minutes=2),
+            heartbeat_timeout=timedelta(seconds=20),
+            retry_policy=_retry(step),
+            summary=f"{step.title} (wait_for_callback)",
+        )
+        callback_id = opened.callback_id
+        state.status = "waiting_callback"
+        state.detail = {"callback_id": callback_id, "callback_url": opened.callback_url}
+        self._log("info", f"Step '{step.title}' waits for a callback", step.id)
+        self._step_event("waiting_callback", step, callback_id=callback_id)
+        try:
+            await workflow.wait_condition(lambda: callback_id in self._callbacks, timeout=timeout)
+        except TimeoutError:
+            raise StepFailed(
+                step, "CALLBACK_TIMEOUT", f"no callback within {timeout.total_seconds():g}s"
+            ) from None
+        received = self._callbacks[callback_id]
+        state.status = "running"
+        self._log("info", f"Step '{step.title}' received its callback", step.id)
+        return StepOutcome(
+            output=received.body,
+            detail={
+                **state.detail,
+                "message_id": received.message_id,
+                "received_at": received.received_at.isoformat(),
+            },
+        )
 
     async def _sub_workflow(
         self, params: PipelineInput, step: StepSpec, config: dict[str, Any]
@@ -519,6 +632,50 @@ class PipelineWorkflow:
         self._status, self._error = status, (code, message)
         self._log("error" if status != "cancelled" else "warning", message)
 
+    def _step_event(
+        self, kind: StepEventKind, step: StepSpec, *, callback_id: str | None = None
+    ) -> None:
+        """Queue a step event for the flusher (nothing for runs without step events)."""
+        if not self._events_on:
+            return
+        self._events.append(
+            StepEvent(
+                kind=kind,
+                step_id=step.id,
+                step_name=step.title,
+                step_type=step.type.value,
+                completed_steps=sum(1 for s in self._steps.values() if s.status in DONE),
+                total_steps=len(self._steps),
+                callback_id=callback_id,
+            )
+        )
+
+    async def _flush_events(self, params: PipelineInput) -> None:
+        """Write queued step events in batches, one local activity at a time, until
+        the run closes. Events are reports: one that cannot be written after its
+        retries is logged and dropped, never a reason to fail the run."""
+        while True:
+            await workflow.wait_condition(lambda: bool(self._events) or self._closing)
+            if not self._events:
+                return
+            batch, self._events = self._events[:EVENT_BATCH], self._events[EVENT_BATCH:]
+            try:
+                await EMIT_STEP_EVENTS.execute_local(
+                    StepEvents(
+                        execution_id=params.execution_id,
+                        tenant_id=params.tenant_id,
+                        definition_id=params.definition_id,
+                        events=batch,
+                    ),
+                    # SQLite may keep a writer waiting up to 30 s (its busy timeout).
+                    start_to_close_timeout=timedelta(seconds=40),
+                    retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10),
+                                             maximum_attempts=10),
+                    summary=f"Step events ({len(batch)})",
+                )  # fmt: skip
+            except ActivityError as err:
+                workflow.logger.warning("step events not recorded: %s", _cause(err)[1])
+
     async def _settle(self, task: asyncio.Task[Any]) -> None:
         """Wait for a cancelled task to finish unwinding (its activities cancelled)."""
         with contextlib.suppress(asyncio.CancelledError, StepFailed):
@@ -526,6 +683,9 @@ class PipelineWorkflow:
 
     async def _record(self, params: PipelineInput) -> None:
         self._completed_at = workflow.now()
+        if self._flusher is not None:  # step events go out before the outcome's
+            self._closing = True
+            await self._flusher
         code, message = self._error or (None, None)
         await RECORD_EXECUTION.execute(
             ExecutionRecord(
@@ -549,6 +709,7 @@ class PipelineWorkflow:
                     )
                     for sid, s in self._steps.items()
                 },
+                failed_step=self._failed,
             ),
             task_queue=self._queue(TaskQueue.IO),
             start_to_close_timeout=timedelta(seconds=30),

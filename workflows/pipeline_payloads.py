@@ -7,9 +7,12 @@ are kept small by the activities (response bodies are capped).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
+
+# The signal a callback delivers to the run that opened it (``PipelineWorkflow.callback``).
+CALLBACK_SIGNAL = "callback"
 
 
 class AgentSnapshot(BaseModel):
@@ -57,6 +60,16 @@ class StepRecord(BaseModel):
     completed_at: datetime | None = None
 
 
+class FailedStep(BaseModel):
+    """The step whose failure failed the run (``agent.error`` names its agent)."""
+
+    step_id: str
+    step_type: str
+    agent_id: str | None = None
+    code: str
+    message: str
+
+
 class ExecutionRecord(BaseModel):
     execution_id: str
     tenant_id: str
@@ -67,6 +80,7 @@ class ExecutionRecord(BaseModel):
     error_code: str | None = None
     error_message: str | None = None
     results: dict[str, StepRecord] = Field(default_factory=dict)
+    failed_step: FailedStep | None = None
 
 
 class LoadDefinitionInput(BaseModel):
@@ -79,3 +93,55 @@ class LoadedDefinition(BaseModel):
     name: str
     definition: dict[str, Any]  # a PipelineDefinition, as JSON
     agents: dict[str, AgentSnapshot] = Field(default_factory=dict)
+
+
+StepEventKind = Literal["step_completed", "waiting_approval", "waiting_callback"]
+
+
+class StepEvent(BaseModel):
+    """A step finished, or began to wait for a person or a callback."""
+
+    kind: StepEventKind
+    step_id: str
+    step_name: str
+    step_type: str
+    completed_steps: int
+    total_steps: int
+    callback_id: str | None = None
+
+
+class StepEvents(BaseModel):
+    """Step events of one execution, written to the events outbox in one transaction."""
+
+    execution_id: str
+    tenant_id: str
+    definition_id: str | None = None
+    events: list[StepEvent]
+
+
+class OpenCallbackInput(BaseModel):
+    """Open a one-time callback URL for a ``wait_for_callback`` step (and announce it
+    to ``notify``, a rendered ``{url, method, headers, body}``, if given)."""
+
+    execution_id: str
+    tenant_id: str
+    step_id: str
+    workflow_id: str  # the run the callback signals
+    timeout_seconds: float | None = None
+    notify: dict[str, Any] | None = None
+
+
+class CallbackOpened(BaseModel):
+    """The callback as the run may know it: never its secret."""
+
+    callback_id: str
+    callback_url: str
+
+
+class CallbackReceived(BaseModel):
+    """What a callback delivers to the waiting run (signal ``callback``)."""
+
+    callback_id: str
+    body: Any = None
+    message_id: str
+    received_at: datetime

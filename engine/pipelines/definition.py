@@ -20,6 +20,9 @@ from engine.platform.errors import WeftError
 
 STEP_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
 MAX_STEPS = 500
+# The longest a wait_for_callback step may wait (its config.timeout_seconds).
+MAX_CALLBACK_WAIT_SECONDS = 30 * 86_400
+NOTIFY_METHODS = ("POST", "PUT", "PATCH")
 
 
 class StepType(StrEnum):
@@ -32,6 +35,7 @@ class StepType(StrEnum):
     HUMAN_APPROVAL = "human_approval"
     DOCUMENT_PROCESSOR = "document_processor"
     SUB_WORKFLOW = "sub_workflow"
+    WAIT_FOR_CALLBACK = "wait_for_callback"
 
 
 class InvalidDefinition(WeftError):
@@ -342,3 +346,56 @@ def _check_config(step: StepSpec, known_agents: set[str] | None) -> None:
                 step=step.id,
                 field="config.method",
             )
+    if step.type is StepType.WAIT_FOR_CALLBACK:
+        _check_callback_config(step)
+
+
+def _templated(value: Any) -> bool:
+    """A string holding a template: checked once rendered, at run time."""
+    return isinstance(value, str) and "{{" in value
+
+
+def _check_callback_config(step: StepSpec) -> None:
+    """``wait_for_callback``: optional ``timeout_seconds`` and ``notify: {url, method?,
+    headers?, body?}`` (the callback URL and secret are added to ``body``)."""
+
+    def invalid(message: str, field: str) -> InvalidDefinition:
+        return _invalid(f"step {step.id!r}: {message}", "INVALID_CONFIG", step=step.id, field=field)
+
+    timeout = step.config.get("timeout_seconds")
+    if timeout is not None and not _templated(timeout):
+        number = (
+            timeout if isinstance(timeout, int | float) and not isinstance(timeout, bool) else 0
+        )
+        if not 0 < number <= MAX_CALLBACK_WAIT_SECONDS:
+            raise invalid(
+                f"timeout_seconds must be a number of seconds, above 0 and at most "
+                f"{MAX_CALLBACK_WAIT_SECONDS}",
+                "config.timeout_seconds",
+            )
+    notify = step.config.get("notify")
+    if notify is None:
+        return
+    if not isinstance(notify, dict):
+        raise invalid("notify must be an object {url, method, headers, body}", "config.notify")
+    url = notify.get("url")
+    if not url or not isinstance(url, str):
+        raise _invalid(
+            f"step {step.id!r} (wait_for_callback) needs config.notify.url",
+            "MISSING_CONFIG",
+            step=step.id,
+            field="config.notify.url",
+        )
+    method = notify.get("method", "POST")
+    if not _templated(method) and str(method).upper() not in NOTIFY_METHODS:
+        raise invalid(
+            f"notify.method must be one of {', '.join(NOTIFY_METHODS)}", "config.notify.method"
+        )
+    if not isinstance(notify.get("headers") or {}, dict):
+        raise invalid("notify.headers must be an object", "config.notify.headers")
+    body = notify.get("body")
+    if body is not None and not isinstance(body, dict) and not _templated(body):
+        raise invalid(
+            "notify.body must be an object (the callback URL and secret are added to it)",
+            "config.notify.body",
+        )

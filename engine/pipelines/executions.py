@@ -5,22 +5,35 @@ input carries a copy of the definition and of the agents it uses, so editing
 either never disturbs a running execution. The ``executions`` table indexes
 runs for listing and analytics and keeps each run's outcome after Temporal's
 retention; while a run is open, Temporal is the truth and reads query it.
+
+Every execution reports through the events outbox (``engine.events.outbox``):
+``workflow.started`` with the index row, ``workflow.step_completed`` and
+``workflow.progress`` (a step waits for a person or a callback) from the run
+while it runs, and ``workflow.completed``/``failed``/``cancelled`` (plus
+``agent.error`` for a failed agent step) with the outcome. Each is written in
+the transaction of the change it reports, once (a dedupe key per execution
+and kind), so a retried activity never repeats one.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client, WorkflowQueryFailedError, WorkflowUpdateFailedError
 from temporalio.common import Priority
 from temporalio.service import RPCError
 
 from engine.db.scope import TenantScope
-from engine.db.tables import Agent, Execution, PipelineDefinitionRow
+from engine.db.tables import Agent, Event, Execution, PipelineDefinitionRow
+from engine.events import callbacks, outbox
+from engine.events.catalog import EventType
 from engine.pipelines.definition import PipelineDefinition, validate
 from engine.pipelines.store import WorkflowNotFound, get_definition
 from engine.platform.errors import Conflict, InvalidInput, NotFound
@@ -35,7 +48,13 @@ from workflows.pipeline import (
     PipelineWorkflow,
     Progress,
 )
-from workflows.pipeline_payloads import AgentSnapshot, ExecutionRecord, LoadedDefinition
+from workflows.pipeline_payloads import (
+    AgentSnapshot,
+    ExecutionRecord,
+    LoadedDefinition,
+    StepEvent,
+    StepEvents,
+)
 
 # auterity's priority names onto Temporal task priority (1 is served first).
 PRIORITIES = {"urgent": 1, "high": 2, "normal": 3, "low": 4}
@@ -130,6 +149,23 @@ async def execute(
         created_by=started_by,
     )
     db.add(execution)
+    started: dict[str, Any] = {
+        "execution_id": execution_id,
+        "workflow_id": row.id,
+        "workflow_name": row.name,
+        "status": execution.status,
+        "total_steps": execution.total_steps,
+    }
+    if delay:
+        started["scheduled_at"] = scheduled_at.isoformat() if scheduled_at else None
+    await outbox.emit(
+        db.session,
+        row.tenant_id,
+        EventType.WORKFLOW_STARTED,
+        started,
+        subject=execution_id,
+        dedupe_key=f"{execution_id}:started",
+    )
     await db.session.commit()
     params = PipelineInput(
         execution_id=execution.id,
@@ -270,7 +306,9 @@ async def load_for_run(
 
 
 async def record_outcome(session: AsyncSession, record: ExecutionRecord) -> None:
-    """Write a finished run's outcome to its index row (a sub-run has none)."""
+    """Write a finished run's outcome to its index row (a sub-run has none), and
+    its ``workflow.completed``/``failed``/``cancelled`` event (and ``agent.error``
+    when an agent step failed it) in the same transaction."""
     row = await session.get(Execution, record.execution_id)
     if row is None or row.tenant_id != record.tenant_id:
         return
@@ -279,6 +317,157 @@ async def record_outcome(session: AsyncSession, record: ExecutionRecord) -> None
     row.tokens_used, row.cost_usd = record.tokens_used, record.cost_usd
     row.error_code, row.error_message = record.error_code, record.error_message
     row.results = {sid: step.model_dump(mode="json") for sid, step in record.results.items()}
+    await _emit_outcome(session, row, record)
+
+
+async def _emit_outcome(session: AsyncSession, row: Execution, record: ExecutionRecord) -> None:
+    execution_id = row.id
+    base: dict[str, Any] = {"execution_id": execution_id, "workflow_id": row.definition_id}
+    if row.started_at is not None:
+        took = record.completed_at - row.started_at
+        base["duration_ms"] = max(0, int(took.total_seconds() * 1000))
+    else:
+        base["duration_ms"] = None
+    error = {"code": record.error_code, "message": record.error_message}
+    kind: EventType
+    if record.status == "completed":
+        outputs = {
+            sid: step.output for sid, step in record.results.items() if step.status == "completed"
+        }
+        # z2 reads output_data, zentoria result: both are sent.
+        data = {**base, "status": "completed", "output_data": outputs, "result": outputs}
+        kind = EventType.WORKFLOW_COMPLETED
+    elif record.status == "cancelled":
+        data, kind = {**base, "status": "cancelled"}, EventType.WORKFLOW_CANCELLED
+    else:  # failed, or timed_out (a failure with its own code)
+        data, kind = {**base, "status": "failed", "error": error}, EventType.WORKFLOW_FAILED
+    await outbox.emit(
+        session,
+        row.tenant_id,
+        kind,
+        data,
+        subject=execution_id,
+        dedupe_key=f"{execution_id}:{kind.value}",
+    )
+    failed = record.failed_step
+    if failed is not None and failed.agent_id and failed.step_type == "agent":
+        await outbox.emit(
+            session,
+            row.tenant_id,
+            EventType.AGENT_ERROR,
+            {
+                "execution_id": execution_id,
+                "workflow_id": row.definition_id,
+                "step_id": failed.step_id,
+                "agent_id": failed.agent_id,
+                "error": {"code": failed.code, "message": failed.message},
+            },
+            subject=execution_id,
+            dedupe_key=f"{execution_id}:{failed.step_id}:agent_error",
+        )
+
+
+STEP_EVENT_TYPES = {
+    "step_completed": EventType.WORKFLOW_STEP_COMPLETED,
+    "waiting_approval": EventType.WORKFLOW_PROGRESS,
+    "waiting_callback": EventType.WORKFLOW_PROGRESS,
+}
+
+
+def _step_event_data(batch: StepEvents, event: StepEvent) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "execution_id": batch.execution_id,
+        "workflow_id": batch.definition_id,
+        "step_id": event.step_id,
+        "step_name": event.step_name,
+        "step_type": event.step_type,
+        "status": "completed" if event.kind == "step_completed" else event.kind,
+        "progress": {
+            "completed_steps": event.completed_steps,
+            "total_steps": event.total_steps,
+        },
+    }
+    if event.callback_id:
+        data["callback_id"] = event.callback_id
+    return data
+
+
+async def record_step_events(session: AsyncSession, batch: StepEvents) -> int:
+    """A run's step events into the outbox, each once however often retried; how
+    many were new (the caller commits).
+
+    The same outbox rows, dedupe keys and doorbell as ``outbox.emit``, in one
+    ``INSERT … ON CONFLICT (dedupe_key) DO NOTHING``: this runs once per step of
+    every pipeline, and ``emit``'s look-up, savepoint and ORM flush per event
+    cost about twice the CPU (and a wide DAG reports a batch at a time).
+    """
+    rows = [
+        {
+            "id": new_id("evt"),
+            "tenant_id": batch.tenant_id,
+            "type": STEP_EVENT_TYPES[event.kind].value,
+            "subject": batch.execution_id,
+            "data": _step_event_data(batch, event),
+            "dedupe_key": f"{batch.execution_id}:{event.step_id}:{event.kind}",
+        }
+        for event in batch.events
+    ]
+    if not rows:
+        return 0
+    dialect = session.get_bind().dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    inserted = await session.scalars(
+        insert(Event)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=[Event.dedupe_key])
+        .returning(Event.id)
+    )
+    added = len(inserted.all())
+    if added:
+        session.info[outbox.PENDING] = True  # the commit rings the doorbell, as emit's does
+    return added
+
+
+@dataclass(frozen=True)
+class ExecutionCallback:
+    """A callback one of the execution's steps opened (URL and secret while it waits)."""
+
+    callback_id: str
+    execution_id: str
+    step_id: str | None
+    status: str
+    callback_url: str | None
+    secret: str | None
+    expires_at: datetime
+    created_at: datetime
+    received_at: datetime | None
+    message_id: str | None
+
+
+async def execution_callbacks(
+    db: TenantScope, settings: Settings, execution_id: str
+) -> list[ExecutionCallback]:
+    """The callbacks of an execution's ``wait_for_callback`` steps (sub-workflows'
+    included), for a caller that did not use ``notify`` to hand them on."""
+    row = await execution_of(db, execution_id)
+    found = []
+    for info in await callbacks.callbacks_of(db, settings, row.workflow_id):
+        run, _, step_id = (info.dedupe_key or "").rpartition(":")
+        found.append(
+            ExecutionCallback(
+                callback_id=info.id,
+                execution_id=run or info.workflow_id.removeprefix("run-"),
+                step_id=step_id or None,
+                status=info.status,
+                callback_url=info.url_path,
+                secret=info.secret,
+                expires_at=info.expires_at,
+                created_at=info.created_at,
+                received_at=info.received_at,
+                message_id=info.message_id,
+            )
+        )
+    return found
 
 
 class StepResult(BaseModel):

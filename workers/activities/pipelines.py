@@ -1,4 +1,5 @@
-"""Pipeline step activities: model calls, HTTP calls, e-mail, and the execution index.
+"""Pipeline step activities: model calls, HTTP calls, e-mail, callbacks, the execution
+index, and the step events a run emits (a local activity of the workflows worker).
 
 Each step arrives with its config already rendered by the workflow. Failures
 that another attempt cannot fix (an unknown model, a forbidden URL, a 4xx
@@ -23,6 +24,7 @@ from temporalio.exceptions import ApplicationError
 from engine.ai.chat import complete
 from engine.ai.providers.base import ChatMessage, ChatRequest
 from engine.ai.runtime import CallContext, ModelRuntime
+from engine.events import callbacks
 from engine.pipelines import email, executions
 from engine.platform.egress import guarded_request
 from engine.platform.errors import WeftError
@@ -30,15 +32,21 @@ from engine.platform.settings import Settings
 from workflows.activities import (
     CALL_API,
     CALL_MODEL,
+    EMIT_STEP_EVENTS,
     LOAD_DEFINITION,
+    OPEN_CALLBACK,
     RECORD_EXECUTION,
     SEND_EMAIL,
 )
 from workflows.pipeline_payloads import (
+    CALLBACK_SIGNAL,
+    CallbackOpened,
     ExecutionRecord,
     LoadDefinitionInput,
     LoadedDefinition,
+    OpenCallbackInput,
     StepCall,
+    StepEvents,
     StepOutcome,
 )
 
@@ -46,6 +54,7 @@ T = TypeVar("T")
 HEARTBEAT_SECONDS = 5.0
 MAX_CAPTURED_BYTES = 256 * 1024  # a response body kept in history and results
 SENT_HEADERS_LIMIT = 50
+NOTIFY_TIMEOUT_SECONDS = 30.0  # a wait_for_callback step's notify request
 
 
 def permanent(exc: WeftError) -> ApplicationError:
@@ -205,3 +214,96 @@ class PipelineActivities:
         async with self.sessions() as session:
             await executions.record_outcome(session, record)
             await session.commit()
+
+    @EMIT_STEP_EVENTS.defn
+    async def emit_step_events(self, batch: StepEvents) -> None:
+        """A run's step events into the outbox: a local activity (one small
+        transaction, no task queue round trip); each event once, however often retried."""
+        async with self.sessions() as session:
+            await executions.record_step_events(session, batch)
+            await session.commit()
+
+    @OPEN_CALLBACK.defn
+    async def open_callback(self, params: OpenCallbackInput) -> CallbackOpened:
+        """A ``wait_for_callback`` step: open its one-time URL (the same one on every
+        attempt) and, with ``notify``, hand URL and secret to the tenant's system.
+
+        Only the id and URL go back into history; the secret leaves this
+        activity only in the ``notify`` request (and through the tenant's
+        authenticated ``GET /api/v1/executions/{id}/callbacks``).
+        """
+        async with self.sessions() as session:
+            opened = await _engine_errors(
+                callbacks.open_callback(
+                    session,
+                    self.settings,
+                    params.tenant_id,
+                    params.workflow_id,
+                    CALLBACK_SIGNAL,
+                    f"{params.execution_id}:{params.step_id}",
+                    ttl_seconds=params.timeout_seconds,
+                )
+            )
+            await session.commit()
+        if params.notify is not None:
+            await self._notify(params, opened)
+        return CallbackOpened(callback_id=opened.callback_id, callback_url=opened.url_path)
+
+    async def _notify(self, params: OpenCallbackInput, opened: callbacks.OpenedCallback) -> None:
+        """POST the callback's URL and secret to the tenant's ``notify.url`` (through
+        the egress guard with the tenant rules). 5xx and 429 are retried; 4xx fail."""
+        notify = params.notify or {}
+        method = str(notify.get("method") or "POST").upper()
+        if method not in ("POST", "PUT", "PATCH"):
+            raise ApplicationError(
+                f"notify.method {method} is not POST, PUT or PATCH",
+                type="VALIDATION_ERROR",
+                non_retryable=True,
+            )
+        extra = notify.get("body") or {}
+        if not isinstance(extra, dict):
+            raise ApplicationError(
+                "notify.body must be an object", type="VALIDATION_ERROR", non_retryable=True
+            )
+        body = {
+            **extra,
+            "callback_url": opened.url_path,
+            "callback_secret": opened.secret,
+            "callback_id": opened.callback_id,
+        }
+        headers = {str(k): str(v) for k, v in dict(notify.get("headers") or {}).items()}
+        headers.setdefault("Idempotency-Key", f"{params.execution_id}:{params.step_id}:callback")
+        url = str(notify.get("url") or "")
+        async with _heartbeating():
+            try:
+                response = await _engine_errors(
+                    guarded_request(
+                        self.http,
+                        method,
+                        url,
+                        settings=self.settings,
+                        headers=headers,
+                        json=body,
+                        timeout_seconds=NOTIFY_TIMEOUT_SECONDS,
+                        tenant=True,
+                        max_bytes=MAX_CAPTURED_BYTES,
+                    )
+                )
+            except httpx.HTTPError as exc:
+                # The exception's text names the URL, never the body (which holds the secret).
+                raise ApplicationError(
+                    f"notify {method} failed: {type(exc).__name__}", type="HTTP_ERROR"
+                ) from None
+        status = response.status_code
+        detail = {"status_code": status, "url": url, "method": method}
+        if status >= 500 or status == 429:
+            raise ApplicationError(
+                f"notify {method} answered {status}", detail, type="HTTP_SERVER_ERROR"
+            )
+        if status >= 400:
+            raise ApplicationError(
+                f"notify {method} answered {status}",
+                detail,
+                type="HTTP_CLIENT_ERROR",
+                non_retryable=True,
+            )
