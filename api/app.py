@@ -52,13 +52,15 @@ from engine.platform.settings import Settings, get_settings
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the API; ``settings`` defaults to the process-wide Settings."""
     settings = settings or get_settings()
+    mcp_endpoint = mcp_tools.McpEndpoint()  # the MCP server at /mcp, one per app
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         resources = await Resources.open(settings)
         app.state.resources = resources
         try:
-            yield
+            async with mcp_endpoint.running(resources):  # its session manager
+                yield
         finally:
             await resources.close()
 
@@ -134,4 +136,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         consent.router,
     ):
         app.include_router(router)
+    app.router.routes.append(mcp_endpoint.route())
     return app

@@ -31,6 +31,20 @@ STATUS_BY_CODE: dict[str, int] = {
     "EXECUTION_NOT_FOUND": 404,
     "TASK_NOT_FOUND": 404,
     "WEBHOOK_NOT_FOUND": 404,
+    # Inbound callbacks: an unknown URL, and one used up, expired or whose run ended.
+    "CALLBACK_NOT_FOUND": 404,
+    "CALLBACK_GONE": 410,
+    # MCP: commands, tools and z2 sessions.
+    "COMMAND_NOT_FOUND": 404,
+    "TOOL_NOT_FOUND": 404,
+    "SESSION_NOT_FOUND": 404,
+    # A2A: tasks, push configs, and remote agents called through the client.
+    "A2A_TASK_NOT_FOUND": 404,
+    "A2A_TASK_NOT_CANCELABLE": 409,
+    "A2A_TASK_NOT_WAITING": 409,
+    "A2A_PUSH_CONFIG_NOT_FOUND": 404,
+    "A2A_REMOTE_ERROR": 502,
+    "A2A_REMOTE_REFUSED": 502,
     "TASK_NOT_COMPLETED": 409,
     "DUPLICATE_RESOURCE": 409,
     "PAYLOAD_TOO_LARGE": 413,

@@ -35,13 +35,17 @@ from engine.platform.queues import TaskQueue, queue_name
 from engine.platform.settings import Settings
 from engine.storage import BlobStore, blob_store
 from engine.vectors import VectorIndex, vector_index
+from workers.activities.a2a import A2AActivities
 from workers.activities.cells import CellActivities
 from workers.activities.documents import DocumentActivities
 from workers.activities.events import EventActivities
+from workers.activities.mcp import McpActivities
 from workers.activities.models import ModelActivities
 from workers.activities.pipelines import PipelineActivities
 from workers.activities.schedules import ScheduleActivities
 from workers.activities.system import SystemActivities
+from workflows.a2a_task import A2ATaskWorkflow
+from workflows.command import CommandWorkflow
 from workflows.document_processing import DocumentProcessingWorkflow
 from workflows.event_dispatch import EventDispatchWorkflow
 from workflows.model_pull import ModelPullWorkflow
@@ -62,6 +66,8 @@ WORKFLOWS: list[type] = [
     ScheduledRunWorkflow,
     EventDispatchWorkflow,
     WebhookDeliveryWorkflow,
+    CommandWorkflow,
+    A2ATaskWorkflow,
 ]
 
 
@@ -170,7 +176,10 @@ def activities_by_queue(
             steps.send_email,
             steps.load_definition,
             steps.record_execution,
+            steps.open_callback,
         ]
+        # Local activities of the workflows this worker runs (a pipeline's step events).
+        queues[TaskQueue.WORKFLOWS] = [steps.emit_step_events]
         queues[TaskQueue.IO].append(
             ScheduleActivities(resources.settings, resources.sessions).start_scheduled_run
         )
@@ -181,6 +190,23 @@ def activities_by_queue(
             events.dispatch_events,
             events.deliver_webhook,
             events.webhook_exhausted,
+        ]
+        mcp = McpActivities(
+            resources.settings,
+            resources.sessions,
+            resources.index,
+            resources.http,
+            resources.models,
+        )
+        queues[TaskQueue.IO] += [mcp.run_command, mcp.record_command]
+        a2a = A2AActivities(
+            resources.settings, resources.sessions, resources.http, resources.models
+        )
+        queues[TaskQueue.IO] += [
+            a2a.answer_a2a_agent,
+            a2a.run_a2a_pipeline,
+            a2a.record_a2a_task,
+            a2a.call_remote_agent,
         ]
     return queues
 

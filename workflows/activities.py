@@ -19,6 +19,15 @@ from typing import Any, Generic, TypeVar, Unpack
 from pydantic import BaseModel, Field
 from temporalio import activity, workflow
 
+from workflows.a2a_payloads import (
+    A2AAgentCall,
+    A2AAnswer,
+    A2APipelineCall,
+    A2ATaskRecord,
+    RemoteAgentCall,
+    RemoteResult,
+)
+from workflows.command_payloads import CommandInput, CommandOutcome, CommandRecord
 from workflows.document_payloads import (
     AssembleInput,
     AssembleResult,
@@ -42,10 +51,13 @@ from workflows.event_payloads import (
     ExhaustedInput,
 )
 from workflows.pipeline_payloads import (
+    CallbackOpened,
     ExecutionRecord,
     LoadDefinitionInput,
     LoadedDefinition,
+    OpenCallbackInput,
     StepCall,
+    StepEvents,
     StepOutcome,
 )
 
@@ -76,6 +88,14 @@ class Activity(StrEnum):
     DISPATCH_EVENTS = "dispatch_events"
     DELIVER_WEBHOOK = "deliver_webhook"
     WEBHOOK_EXHAUSTED = "webhook_exhausted"
+    EMIT_STEP_EVENTS = "emit_step_events"
+    OPEN_CALLBACK = "open_callback"
+    RUN_COMMAND = "run_command"
+    RECORD_COMMAND = "record_command"
+    ANSWER_A2A_AGENT = "answer_a2a_agent"
+    RUN_A2A_PIPELINE = "run_a2a_pipeline"
+    RECORD_A2A_TASK = "record_a2a_task"
+    CALL_REMOTE_AGENT = "call_remote_agent"
 
 
 @dataclass(frozen=True)
@@ -106,6 +126,27 @@ class ActivityDef(Generic[ArgT, ResultT]):
             The activity's result, decoded as ``result_type``.
         """
         result: ResultT = await workflow.execute_activity(
+            self.name, arg, result_type=self.result_type, **options
+        )
+        return result
+
+    async def execute_local(
+        self, arg: ArgT, **options: Unpack[workflow.LocalActivityConfig]
+    ) -> ResultT:
+        """Run this activity as a local activity of the workflow's own worker.
+
+        For small, quick work (a database insert) that needs no task queue round
+        trip; its result is recorded as a marker in the run's history. The
+        implementation must be registered on the workflows queue's worker.
+
+        Args:
+            arg: The activity's one payload.
+            **options: ``workflow.execute_local_activity``'s keyword options.
+
+        Returns:
+            The activity's result, decoded as ``result_type``.
+        """
+        result: ResultT = await workflow.execute_local_activity(
             self.name, arg, result_type=self.result_type, **options
         )
         return result
@@ -192,3 +233,11 @@ START_SCHEDULED_RUN = ActivityDef(Activity.START_SCHEDULED_RUN, ScheduledStart, 
 DISPATCH_EVENTS = ActivityDef(Activity.DISPATCH_EVENTS, DispatchBatch, DispatchResult)
 DELIVER_WEBHOOK = ActivityDef(Activity.DELIVER_WEBHOOK, AttemptInput, AttemptResult)
 WEBHOOK_EXHAUSTED = ActivityDef(Activity.WEBHOOK_EXHAUSTED, ExhaustedInput, type(None))
+EMIT_STEP_EVENTS = ActivityDef(Activity.EMIT_STEP_EVENTS, StepEvents, type(None))
+OPEN_CALLBACK = ActivityDef(Activity.OPEN_CALLBACK, OpenCallbackInput, CallbackOpened)
+RUN_COMMAND = ActivityDef(Activity.RUN_COMMAND, CommandInput, CommandOutcome)
+RECORD_COMMAND = ActivityDef(Activity.RECORD_COMMAND, CommandRecord, type(None))
+ANSWER_A2A_AGENT = ActivityDef(Activity.ANSWER_A2A_AGENT, A2AAgentCall, A2AAnswer)
+RUN_A2A_PIPELINE = ActivityDef(Activity.RUN_A2A_PIPELINE, A2APipelineCall, A2AAnswer)
+RECORD_A2A_TASK = ActivityDef(Activity.RECORD_A2A_TASK, A2ATaskRecord, type(None))
+CALL_REMOTE_AGENT = ActivityDef(Activity.CALL_REMOTE_AGENT, RemoteAgentCall, RemoteResult)

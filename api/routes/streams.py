@@ -22,15 +22,16 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel
+from temporalio.service import RPCError
 
 from api.deps import Caller, ResourcesDep, requires
 from api.envelope import Envelope, ok
 from api.resources import Resources
 from api.sse import SSE_HEADERS
+from engine.db.scope import TenantScope
 from engine.events.catalog import ALL, Published, iso
 from engine.events.hub import Subscription
 from engine.events.streams import (
-    COMMAND_NOT_SUPPORTED,
     SSE_HEARTBEAT,
     TERMINAL,
     ClientMessage,
@@ -45,6 +46,7 @@ from engine.events.streams import (
     visible_types,
 )
 from engine.identity.principals import Principal
+from engine.mcp import commands
 from engine.pipelines.executions import ExecutionNotFound
 from engine.platform.errors import Forbidden, InvalidInput, WeftError
 
@@ -67,10 +69,6 @@ CLOSE_INTERNAL_ERROR = 1011
 # of an event gets the same text, so it is encoded once, not once per socket.
 _RENDERED: OrderedDict[tuple[Render, str], str | None] = OrderedDict()
 RENDERED_KEEP = 1024
-COMMAND_MESSAGE = (
-    "Natural-language commands are not supported yet; this stream carries your "
-    'tenant\'s events (send {"type": "subscribe", "execution_id": …} to narrow it).'
-)
 
 
 class EventPublic(BaseModel):
@@ -189,7 +187,7 @@ async def _answer(socket: Socket, subscription: Subscription, message: ClientMes
     elif message.kind == "auth":
         await socket.send(notice("authenticated", {"tenant_id": subscription.filter.tenant_id}))
     elif message.kind == "command":
-        await socket.send(error_message(COMMAND_NOT_SUPPORTED, COMMAND_MESSAGE))
+        await _command(socket, subscription, message)
     elif message.kind == "invalid":
         await socket.send(error_message("VALIDATION_ERROR", "Messages are JSON objects"))
     else:
@@ -200,6 +198,52 @@ async def _answer(socket: Socket, subscription: Subscription, message: ClientMes
                 "unsubscribe or command",
             )
         )
+
+
+async def _command(socket: Socket, subscription: Subscription, message: ClientMessage) -> None:
+    """Run a natural-language command as the stream's caller: the stream narrows to
+    the command's events before it exists (none is missed), answers
+    ``command.accepted``, then carries its progress to its end."""
+    websocket = socket.websocket
+    resources: Resources = websocket.app.state.resources
+    principal: Principal = websocket.state.principal
+    if not message.command or not message.command.strip():
+        await socket.send(
+            error_message("VALIDATION_ERROR", 'A command message needs a non-empty "command"')
+        )
+        return
+    before = subscription.filter
+    command_id = commands.new_command_id()
+    subscription.narrow(subject=command_id)
+    try:
+        async with resources.sessions() as session:
+            row = await commands.submit(
+                TenantScope(session, principal.tenant_id, all_tenants=False),
+                resources.temporal,
+                resources.settings,
+                resources.models,
+                principal,
+                message.command,
+                command_id=command_id,
+            )
+    except (WeftError, RPCError) as exc:
+        subscription.narrow(subject=before.subject, types=before.types)
+        code, text = (
+            (exc.code, exc.message)
+            if isinstance(exc, WeftError)
+            else ("SERVICE_UNAVAILABLE", "The workflow service is unavailable")
+        )
+        await socket.send(error_message(code, text))
+        return
+    accepted = {
+        "command_id": row.id,
+        "intent": row.intent,
+        "entities": row.entities,
+        "workflow_id": row.workflow_id,
+        "status": row.status,
+        "interpreted_by": row.interpreted_by,
+    }
+    await socket.send(notice("command.accepted", accepted))
 
 
 def _rendered(render: Render, event: Published) -> str | None:
@@ -249,6 +293,7 @@ async def _serve(websocket: WebSocket, render: Render, *, auth_by_message: bool 
     principal = await _authenticate(socket, resources, credential)
     if principal is None or principal.tenant_id is None:
         return
+    websocket.state.principal = principal  # commands run as the stream's caller
     query = websocket.query_params
     try:
         after = _position(query.get("after") or query.get("last_event_id"))

@@ -25,6 +25,8 @@ class EventType(StrEnum):
     AGENT_ERROR = "agent.error"
     AI_RESPONSE = "ai.response"
     SYSTEM_NOTIFICATION = "system.notification"
+    # An A2A task changed state (submitted, working, input-required, completed, …).
+    A2A_TASK_STATUS = "a2a.task.status"
     # Sent by POST /webhooks/{id}/test to that one webhook only.
     WEBHOOK_TEST = "webhook.test"
 

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel
@@ -28,22 +29,42 @@ from temporalio.worker import Worker
 
 from engine.platform.queues import TaskQueue, queue_name
 from workers.main import WORKFLOW_RUNNER, WORKFLOWS
+from workflows.a2a_payloads import (
+    A2AAgentCall,
+    A2AAnswer,
+    A2AFollowUp,
+    A2APipelineCall,
+    A2ATaskRecord,
+    RemoteAgentCall,
+    RemoteResult,
+)
 from workflows.activities import (
+    ANSWER_A2A_AGENT,
     ASSEMBLE_CELLS,
     CALL_API,
     CALL_MODEL,
+    CALL_REMOTE_AGENT,
     CHUNK_CELLS,
     CHUNK_TEXT,
+    DELIVER_WEBHOOK,
+    DISPATCH_EVENTS,
     EMBED_CHUNKS,
+    EMIT_STEP_EVENTS,
     EXTRACT_TEXT,
     FINISH_DOCUMENT,
     INDEX_CHUNKS,
     LOAD_DEFINITION,
+    OPEN_CALLBACK,
     PING_QUEUE,
     PULL_MODEL,
+    RECORD_A2A_TASK,
+    RECORD_COMMAND,
     RECORD_EXECUTION,
+    RUN_A2A_PIPELINE,
+    RUN_COMMAND,
     SEND_EMAIL,
     START_SCHEDULED_RUN,
+    WEBHOOK_EXHAUSTED,
     Activity,
     PingInput,
     PingResult,
@@ -52,6 +73,7 @@ from workflows.activities import (
     ScheduledStart,
     ScheduledStarted,
 )
+from workflows.command_payloads import CommandInput, CommandOutcome, CommandRecord
 from workflows.document_payloads import (
     AssembleInput,
     AssembleResult,
@@ -67,12 +89,25 @@ from workflows.document_payloads import (
     IndexInput,
     IndexResult,
 )
+from workflows.event_payloads import (
+    AttemptInput,
+    AttemptResult,
+    DispatchBatch,
+    DispatchResult,
+    ExhaustedInput,
+)
 from workflows.model_pull import ModelPullProgress, ModelPullWorkflow
 from workflows.pipeline_payloads import (
+    CALLBACK_SIGNAL,
+    CallbackOpened,
+    CallbackReceived,
     ExecutionRecord,
     LoadDefinitionInput,
     LoadedDefinition,
+    OpenCallbackInput,
     StepCall,
+    StepEvent,
+    StepEvents,
     StepOutcome,
 )
 
@@ -108,6 +143,11 @@ class FakeActivities:
         cells: how many cells a semantic-cells batch has.
         failures: errors raised, in order, by the next calls of an activity.
         hold: one call to stop until the test releases it.
+        callback_bodies: what ``open_callback`` delivers to the run right away, one
+            signal per body for the callback it opened (after one for a callback
+            the run never opened); none: the test signals itself.
+        a2a_follow_ups: the next user messages ``record_a2a_task`` hands an A2A task
+            (the ``message`` update), one each time the task waits for input.
     """
 
     def __init__(
@@ -120,11 +160,17 @@ class FakeActivities:
         failures: Mapping[Activity, Sequence[BaseException]] | None = None,
         hold: Hold | None = None,
         definitions: Mapping[str, LoadedDefinition] | None = None,
+        callback_bodies: Sequence[Any] = (),
+        a2a_follow_ups: Sequence[A2AFollowUp] = (),
+        delivery_fails: int = 0,
     ) -> None:
         self.pages, self.chunks, self.scanned, self.cells = pages, chunks, set(scanned), cells
         self.failures = {name: list(errors) for name, errors in (failures or {}).items()}
         self.hold = hold
         self.definitions = dict(definitions or {})  # for sub_workflow steps
+        self.callback_bodies = list(callback_bodies)
+        self.a2a_follow_ups = list(a2a_follow_ups)  # sent when an A2A task waits
+        self.delivery_fails = delivery_fails  # webhook attempts that fail before one succeeds
         self.calls: list[Call] = []
 
     def called(self, name: Activity) -> list[Any]:
@@ -133,6 +179,15 @@ class FakeActivities:
 
     def attempts(self, name: Activity) -> list[int]:
         return [call.attempt for call in self.calls if call.activity is name]
+
+    def step_events(self) -> list[StepEvent]:
+        """Every step event the runs emitted, in order (retried batches included)."""
+        return [
+            event
+            for batch in self.called(Activity.EMIT_STEP_EVENTS)
+            if isinstance(batch, StepEvents)
+            for event in batch.events
+        ]
 
     def workflow_ids(self) -> set[str]:
         """The runs that have called any of these activities."""
@@ -151,10 +206,16 @@ class FakeActivities:
     def by_queue(self) -> dict[TaskQueue, list[Callable[..., Any]]]:
         """The activity queues as ``workers.main.activities_by_queue`` lays them out."""
         return {
+            # Local activities run by the workflows' own worker.
+            TaskQueue.WORKFLOWS: [self.emit_step_events],
             TaskQueue.IO: [self.ping_queue, self.index_chunks, self.finish_document,
                            self.pull_model, self.call_model, self.call_api, self.send_email,
                            self.load_definition, self.record_execution,
-                           self.start_scheduled_run],
+                           self.start_scheduled_run, self.open_callback,
+                           self.run_command, self.record_command,
+                           self.answer_a2a_agent, self.run_a2a_pipeline, self.record_a2a_task,
+                           self.call_remote_agent, self.dispatch_events, self.deliver_webhook,
+                           self.webhook_exhausted],
             TaskQueue.CPU: [self.ping_queue, self.extract_text, self.chunk_text,
                             self.chunk_cells, self.assemble_cells],
             TaskQueue.ML: [self.ping_queue, self.embed_chunks],
@@ -190,6 +251,43 @@ class FakeActivities:
     async def record_execution(self, params: ExecutionRecord) -> None:
         await self._enter(Activity.RECORD_EXECUTION, params)
 
+    @EMIT_STEP_EVENTS.defn
+    async def emit_step_events(self, params: StepEvents) -> None:
+        await self._enter(Activity.EMIT_STEP_EVENTS, params)
+
+    @OPEN_CALLBACK.defn
+    async def open_callback(self, params: OpenCallbackInput) -> CallbackOpened:
+        # Like the API does once a caller's request is verified: signal the run
+        # (before the run even has this activity's answer).
+        await self._enter(Activity.OPEN_CALLBACK, params)
+        callback_id = f"cbk_{params.step_id}"
+        if self.callback_bodies:
+            handle = activity.client().get_workflow_handle(params.workflow_id)
+            deliveries = [("cbk_not_this_one", "ignored"), *((callback_id, body)
+                          for body in self.callback_bodies)]  # fmt: skip
+            for number, (target, body) in enumerate(deliveries):
+                received = CallbackReceived(callback_id=target, body=body,
+                                            message_id=f"msg_{number}",
+                                            received_at=datetime.now(UTC))  # fmt: skip
+                await handle.signal(CALLBACK_SIGNAL, received)
+        return CallbackOpened(callback_id=callback_id,
+                              callback_url=f"/api/v1/callbacks/tok_{params.step_id}")  # fmt: skip
+
+    # --- natural-language commands: the intent's work answers with what it was given ---
+
+    @RUN_COMMAND.defn
+    async def run_command(self, params: CommandInput) -> CommandOutcome:
+        await self._enter(Activity.RUN_COMMAND, params)
+        return CommandOutcome(
+            status="completed",
+            result={"intent": params.intent, "entities": params.entities, "count": 1},
+            message=f"did {params.intent}",
+        )
+
+    @RECORD_COMMAND.defn
+    async def record_command(self, params: CommandRecord) -> None:
+        await self._enter(Activity.RECORD_COMMAND, params)
+
     @START_SCHEDULED_RUN.defn
     async def start_scheduled_run(self, params: ScheduledStart) -> ScheduledStarted:
         await self._enter(Activity.START_SCHEDULED_RUN, params)
@@ -197,6 +295,59 @@ class FakeActivities:
         return ScheduledStarted(
             execution_id=execution_id, workflow_id=f"run-{execution_id}", status="running"
         )
+
+    # --- A2A: an agent that answers the last turn, a pipeline that echoes ---
+
+    @ANSWER_A2A_AGENT.defn
+    async def answer_a2a_agent(self, params: A2AAgentCall) -> A2AAnswer:
+        await self._enter(Activity.ANSWER_A2A_AGENT, params)
+        return A2AAnswer(text=f"answer to: {params.turns[-1].text}", model="fake-model")
+
+    @RUN_A2A_PIPELINE.defn
+    async def run_a2a_pipeline(self, params: A2APipelineCall) -> A2AAnswer:
+        await self._enter(Activity.RUN_A2A_PIPELINE, params)
+        execution_id = f"exe_{params.task_id}_{params.turn}"
+        outputs = {"say": params.text, **params.data}
+        return A2AAnswer(text=params.text, data={"execution_id": execution_id, "outputs": outputs},
+                         execution_id=execution_id)  # fmt: skip
+
+    @RECORD_A2A_TASK.defn
+    async def record_a2a_task(self, params: A2ATaskRecord) -> None:
+        # Like a client that answers as soon as it sees the task wait for input.
+        await self._enter(Activity.RECORD_A2A_TASK, params)
+        if params.view.state == "input-required" and self.a2a_follow_ups:
+            handle = activity.client().get_workflow_handle(activity.info().workflow_id or "")
+            await handle.execute_update("message", self.a2a_follow_ups.pop(0))
+
+    @CALL_REMOTE_AGENT.defn
+    async def call_remote_agent(self, params: RemoteAgentCall) -> RemoteResult:
+        await self._enter(Activity.CALL_REMOTE_AGENT, params)
+        return RemoteResult(state="completed", text=f"remote answer to: {params.text}",
+                            task_id="remote-task", protocol="1.0")  # fmt: skip
+
+    # --- events: a dispatcher round that finds nothing more; a receiver down at
+    # first (a failed attempt, then delivered when ``delivery_fails`` runs out) ---
+
+    @DISPATCH_EVENTS.defn
+    async def dispatch_events(self, params: DispatchBatch) -> DispatchResult:
+        await self._enter(Activity.DISPATCH_EVENTS, params)
+        rounds = len(self.called(Activity.DISPATCH_EVENTS))
+        return DispatchResult(sequenced=rounds, dispatched=rounds, deliveries=rounds, more=False)
+
+    @DELIVER_WEBHOOK.defn
+    async def deliver_webhook(self, params: AttemptInput) -> AttemptResult:
+        await self._enter(Activity.DELIVER_WEBHOOK, params)
+        if params.attempt <= self.delivery_fails:
+            if params.next_delay_seconds is None:
+                return AttemptResult(outcome="failed", status_code=503)
+            return AttemptResult(
+                outcome="retry", status_code=503, retry_in_seconds=params.next_delay_seconds
+            )
+        return AttemptResult(outcome="delivered", status_code=200)
+
+    @WEBHOOK_EXHAUSTED.defn
+    async def webhook_exhausted(self, params: ExhaustedInput) -> None:
+        await self._enter(Activity.WEBHOOK_EXHAUSTED, params)
 
     @PING_QUEUE.defn
     async def ping_queue(self, params: PingInput) -> PingResult:
@@ -291,15 +442,18 @@ def new_prefix() -> str:
 async def serve(client: Client, fakes: FakeActivities, prefix: str) -> AsyncIterator[str]:
     """The registered workflows on ``prefix`` + weft-workflows and ``fakes`` on the
     prefixed activity queues; yields the workflow task queue."""
+    by_queue = fakes.by_queue()
     workers = [
         Worker(
             client,
             task_queue=queue_name(TaskQueue.WORKFLOWS, prefix),
             workflows=WORKFLOWS,
+            # The workflows' local activities, as workers/main.py registers them.
+            activities=by_queue.pop(TaskQueue.WORKFLOWS, []),
             workflow_runner=WORKFLOW_RUNNER,
         )
     ]
-    for queue, activities in fakes.by_queue().items():
+    for queue, activities in by_queue.items():
         workers.append(Worker(client, task_queue=queue_name(queue, prefix), activities=activities))
     async with AsyncExitStack() as stack:
         for worker in workers:

@@ -44,15 +44,22 @@ from engine.pipelines.definition import from_steps
 from engine.platform.queues import ACTIVITY_QUEUES, queue_name
 from engine.platform.temporal import temporal_cli_path
 from tests.workflows.fakes import FakeActivities, serve
+from workflows.a2a_payloads import A2AFollowUp, A2ATarget, A2ATaskInput
+from workflows.a2a_task import A2ATaskWorkflow
 from workflows.activities import Activity
+from workflows.command import CommandWorkflow
+from workflows.command_payloads import CommandInput
 from workflows.document_payloads import CellsInput, EmbeddingSpec
 from workflows.document_processing import DocumentProcessingInput, DocumentProcessingWorkflow
+from workflows.event_dispatch import EventDispatchWorkflow
+from workflows.event_payloads import DeliveryInput, DispatchInput
 from workflows.model_pull import ModelPullInput, ModelPullWorkflow
 from workflows.pipeline import PipelineInput, PipelineWorkflow
 from workflows.pipeline_payloads import LoadedDefinition
 from workflows.scheduled_run import ScheduledRunInput, ScheduledRunWorkflow
 from workflows.semantic_cells import SemanticCellsWorkflow
 from workflows.system_check import SystemCheckInput, SystemCheckWorkflow
+from workflows.webhook_delivery import WebhookDeliveryWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
 PREFIX = "replay-"
@@ -64,6 +71,9 @@ class Scenario:
     run: Callable[..., Any]  # the workflow's run method
     params: Any
     fakes: Callable[[], FakeActivities]
+    # A run that never ends by itself (the event dispatcher) is recorded once this
+    # many activity calls happened, then terminated.
+    calls_then_stop: int | None = None
 
 
 def _pipeline(steps: list[dict[str, Any]], execution_id: str, **data: Any) -> PipelineInput:
@@ -74,6 +84,17 @@ def _pipeline(steps: list[dict[str, Any]], execution_id: str, **data: Any) -> Pi
         definition_id="wf_replay",
         definition=from_steps(steps),
         input_data=data,
+    )
+
+
+def _command(command_id: str, text: str, intent: str, **entities: Any) -> CommandInput:
+    return CommandInput(
+        command_id=command_id,
+        tenant_id=TENANT,
+        user_id="usr_replay",
+        command=text,
+        intent=intent,
+        entities=entities,
     )
 
 
@@ -103,7 +124,68 @@ CHILD = LoadedDefinition(
     ).model_dump(mode="json"),
 )
 
+# Step events (a local activity per batch) and a wait_for_callback step that the
+# fake open_callback wakes at once (a stray callback and a repeat are ignored).
+CALLBACK_STEPS: list[dict[str, Any]] = [
+    {"id": "ask", "type": "api_call",
+     "config": {"url": "https://erp.example/orders", "method": "POST", "body": {"o": "{{order}}"}}},
+    {"id": "wait", "type": "wait_for_callback", "dependencies": ["ask"],
+     "config": {"timeout_seconds": 3600,
+                "notify": {"url": "https://erp.example/hooks", "body": {"order": "{{order}}"}}}},
+    {"id": "use", "type": "transform", "dependencies": ["wait"],
+     "config": {"output": "{{steps.wait.output.approved}}"}},
+]  # fmt: skip
+
+
+def _a2a_message(text: str, number: int, **data: Any) -> dict[str, Any]:
+    parts: list[dict[str, Any]] = [{"text": text}] + ([{"data": data}] if data else [])
+    return {"messageId": f"msg_{number}", "role": "ROLE_USER", "parts": parts,
+            "taskId": "a2t_replay", "contextId": "ctx_replay"}  # fmt: skip
+
+
+def _a2a_task(kind: str, target_id: str, text: str, **options: Any) -> A2ATaskInput:
+    return A2ATaskInput(
+        task_id="a2t_replay",
+        context_id="ctx_replay",
+        tenant_id=TENANT,
+        started_by="usr_replay",
+        target=A2ATarget(kind=kind, id=target_id, name="replayed"),  # type: ignore[arg-type]
+        message=_a2a_message(text, 1, **options.pop("data", {})),
+        **options,
+    )
+
+
 SCENARIOS: dict[str, Scenario] = {
+    "events_dispatch": Scenario(
+        EventDispatchWorkflow.run,
+        DispatchInput(poll_seconds=0.5),
+        FakeActivities,
+        calls_then_stop=3,
+    ),
+    "webhook_retried_then_delivered": Scenario(
+        WebhookDeliveryWorkflow.run,
+        DeliveryInput(
+            tenant_id=TENANT,
+            event_id="evt_replay",
+            webhook_id="whk_replay",
+            schedule_seconds=[0, 0.2, 0.5],
+            jitter=0.1,
+            attempt_timeout_seconds=30,
+        ),
+        lambda: FakeActivities(delivery_fails=1),
+    ),
+    "webhook_exhausted": Scenario(
+        WebhookDeliveryWorkflow.run,
+        DeliveryInput(
+            tenant_id=TENANT,
+            event_id="evt_replay",
+            webhook_id="whk_replay",
+            schedule_seconds=[0, 0.2],
+            jitter=0.1,
+            attempt_timeout_seconds=30,
+        ),
+        lambda: FakeActivities(delivery_fails=5),
+    ),
     "pipeline_completed": Scenario(
         PipelineWorkflow.run,
         _pipeline(PIPELINE_STEPS, "exe_replay_ok", email="a@example.com", score=9),
@@ -127,6 +209,11 @@ SCENARIOS: dict[str, Scenario] = {
                 ]
             }
         ),
+    ),
+    "pipeline_callback": Scenario(
+        PipelineWorkflow.run,
+        _pipeline(CALLBACK_STEPS, "exe_replay_callback", order=7),
+        lambda: FakeActivities(callback_bodies=[{"approved": True}, {"approved": False}]),
     ),
     # 45 pages and 300 chunks: three extract batches, chunking, three embed batches.
     "document_completed": Scenario(
@@ -204,18 +291,86 @@ SCENARIOS: dict[str, Scenario] = {
         SystemCheckInput(queues=[queue_name(queue, PREFIX) for queue in ACTIVITY_QUEUES]),
         FakeActivities,
     ),
+    # A2A tasks: an agent's answer, a conversation of three turns (the fake
+    # record_a2a_task answers each input-required), a pipeline, and a failure.
+    "a2a_task_completed": Scenario(
+        A2ATaskWorkflow.run, _a2a_task("agent", "agt_replay", "hello"), FakeActivities
+    ),
+    "a2a_task_multi_turn": Scenario(
+        A2ATaskWorkflow.run,
+        _a2a_task("agent", "agt_replay", "first", multi_turn=True),
+        lambda: FakeActivities(
+            a2a_follow_ups=[
+                A2AFollowUp(message=_a2a_message("second", 2)),
+                A2AFollowUp(message=_a2a_message("last", 3), final=True),
+            ]
+        ),
+    ),
+    "a2a_task_pipeline": Scenario(
+        A2ATaskWorkflow.run,
+        _a2a_task("pipeline", "wf_replay", "run it", data={"name": "Ada"}),
+        FakeActivities,
+    ),
+    "a2a_task_failed": Scenario(
+        A2ATaskWorkflow.run,
+        _a2a_task("agent", "agt_replay", "hello"),
+        lambda: FakeActivities(
+            failures={
+                Activity.ANSWER_A2A_AGENT: [
+                    ApplicationError(
+                        "no model gpt-9", type="MODEL_NOT_AVAILABLE", non_retryable=True
+                    )
+                ]
+            }
+        ),
+    ),
+    # Natural-language commands: work done, work that fails, and an intent with no work.
+    "command_completed": Scenario(
+        CommandWorkflow.run,
+        _command(
+            "cmd_replay_ok", "Search my documents for kettles", "file.search", query="kettles"
+        ),
+        FakeActivities,
+    ),
+    "command_failed": Scenario(
+        CommandWorkflow.run,
+        _command(
+            "cmd_replay_failed", "Summarize gone.pdf", "document.summarize", filename="gone.pdf"
+        ),
+        lambda: FakeActivities(
+            failures={
+                Activity.RUN_COMMAND: [
+                    ApplicationError("No file named gone.pdf", type="NOT_FOUND", non_retryable=True)
+                ]
+            }
+        ),
+    ),
+    "command_unknown": Scenario(
+        CommandWorkflow.run,
+        _command("cmd_replay_unknown", "Frobnicate the widgets", "unknown"),
+        FakeActivities,
+    ),
 }
 
 
 async def record(client: Client, name: str, scenario: Scenario) -> Path:
     """Run ``scenario`` to its end and write its history to ``histories/<name>.json``."""
-    async with serve(client, scenario.fakes(), PREFIX) as queue:
+    fakes = scenario.fakes()
+    async with serve(client, fakes, PREFIX) as queue:
         handle = await client.start_workflow(
             scenario.run, scenario.params, id=name, task_queue=queue
         )
-        # Failed runs are recorded too: their replay must still fail the same way.
-        with contextlib.suppress(WorkflowFailureError):
-            await handle.result()
+        if scenario.calls_then_stop is not None:
+            while len(fakes.calls) < scenario.calls_then_stop:
+                await asyncio.sleep(0.1)
+                if len(fakes.calls) == 1:
+                    await handle.signal("wake")  # one round woken by the doorbell
+            await asyncio.sleep(0.5)
+            await handle.terminate("recorded")
+        else:
+            # Failed runs are recorded too: their replay must still fail the same way.
+            with contextlib.suppress(WorkflowFailureError):
+                await handle.result()
     history = await handle.fetch_history()
     target = HISTORIES / f"{name}.json"
     target.write_text(history.to_json() + "\n")
