@@ -23,7 +23,8 @@ SKIPPED_PATHS = frozenset(
     {"/health", "/api/health", "/api/v1/health", "/ready", "/api/ready", "/api/v1/ready"}
     | {"/docs", "/redoc", "/openapi.json", "/", "/v1.0/health"}
 )
-SKIPPED_PREFIXES = ("/api/health/", "/api/v1/health/", "/docs/", "/redoc/")
+# A callback URL's path is its token (a capability): it is never kept.
+SKIPPED_PREFIXES = ("/api/health/", "/api/v1/health/", "/docs/", "/redoc/", "/api/v1/callbacks/")
 
 
 def is_recorded(method: str, path: str) -> bool:
