@@ -52,11 +52,11 @@ MCP_PATH = "/mcp"
 
 
 async def tenant_caller(
-    principal: Annotated[Principal, Security(get_principal, scopes=[])],
+    principal: Annotated[Principal, Security(get_principal, scopes=["profile"])],
     session: SessionDep,
     settings: SettingsDep,
 ) -> Caller:
-    """Any authenticated caller of a tenant. What a command or a tool may do is
+    """Any signed-in caller of a tenant (scope ``profile``). What a command or a tool may do is
     checked against the scope its intent or the tool needs (``engine.mcp``)."""
     if principal.tenant_id is None:
         raise Forbidden("This credential is not bound to a tenant")

@@ -164,11 +164,11 @@ class WeftRequestHandler(RequestHandler):
         principal = principal_of(context)
         validate_history_length(params.configuration)
         message = MessageToDict(params.message)
+        asked = None
+        if params.configuration.HasField("task_push_notification_config"):
+            asked = _push_request(params.configuration.task_push_notification_config)
         with a2a_errors():
-            sent = await self.tasks.send(principal, message, _hints(params))
-            if sent.created and params.configuration.HasField("task_push_notification_config"):
-                config = params.configuration.task_push_notification_config
-                await self._save_push(principal, sent.view.task["id"], config)
+            sent = await self.tasks.send(principal, message, _hints(params), asked)
         return sent.view
 
     @validate_request_params
@@ -228,7 +228,7 @@ class WeftRequestHandler(RequestHandler):
             updated_after = params.status_timestamp_after.ToDatetime(tzinfo=UTC)
         state = STATE_BY_ENUM.get(params.status) if params.status else None
         with a2a_errors():
-            views, total = await self.tasks.list(
+            views, total = await self.tasks.list_tasks(
                 principal_of(context),
                 context_id=params.context_id or None,
                 state=state,
@@ -277,16 +277,9 @@ class WeftRequestHandler(RequestHandler):
     ) -> TaskPushNotificationConfig:
         async with self.tasks.sessions() as session:
             db = TenantScope(session, principal.tenant_id, all_tenants=False)
+            asked = _push_request(config)
             saved = await push.save_config(
-                db,
-                self.tasks.settings,
-                task_id,
-                url=config.url,
-                config_id=config.id or None,
-                token=config.token or None,
-                scheme=config.authentication.scheme or None,
-                credentials=config.authentication.credentials or None,
-                created_by=principal.user_id,
+                db, self.tasks.settings, task_id, asked, created_by=principal.user_id
             )
         return ParseDict(saved.as_dict(), TaskPushNotificationConfig())
 
@@ -344,6 +337,16 @@ class WeftRequestHandler(RequestHandler):
         async with self.tasks.sessions() as session:
             db = TenantScope(session, principal.tenant_id, all_tenants=False)
             return await card.tenant_card(db, base_url)
+
+
+def _push_request(config: TaskPushNotificationConfig) -> push.PushRequest:
+    return push.PushRequest(
+        url=config.url,
+        config_id=config.id or None,
+        token=config.token or None,
+        scheme=config.authentication.scheme or None,
+        credentials=config.authentication.credentials or None,
+    )
 
 
 def _offset(token: str) -> int:

@@ -91,19 +91,28 @@ async def _task(db: TenantScope, task_id: str) -> A2ATask:
     return row
 
 
+@dataclass(frozen=True)
+class PushRequest:
+    """A push config as a client asks for it."""
+
+    url: str
+    config_id: str | None = None
+    token: str | None = None
+    scheme: str | None = None
+    credentials: str | None = None
+
+
 async def save_config(
     db: TenantScope,
     settings: Settings,
     task_id: str,
+    asked: PushRequest,
     *,
-    url: str,
-    config_id: str | None = None,
-    token: str | None = None,
-    scheme: str | None = None,
-    credentials: str | None = None,
     created_by: str | None = None,
 ) -> PushConfig:
     """Create a task's push config, or replace the one with the same id."""
+    url, config_id, token = asked.url, asked.config_id, asked.token
+    scheme, credentials = asked.scheme, asked.credentials
     task = await _task(db, task_id)
     config_id = config_id or uuid.uuid4().hex[:MAX_CONFIG_ID]
     if len(config_id) > MAX_CONFIG_ID or "/" in config_id:

@@ -32,6 +32,7 @@ from engine.db.scope import TenantScope
 from engine.db.tables import A2ATask, Event
 from engine.events import outbox
 from engine.events.catalog import EventType
+from engine.events.webhooks import check_url
 from engine.identity.principals import Principal
 from engine.platform.errors import Forbidden, InvalidInput
 from engine.platform.ids import new_id
@@ -127,18 +128,24 @@ class A2ATasks:
         principal: Principal,
         message: dict[str, Any],
         hints: dict[str, Any],
+        push_request: push.PushRequest | None = None,
     ) -> Sent:
         """Start a task for ``message``, or continue the task it names (``taskId``).
 
         ``hints`` (the request's metadata over the message's) choose the target
         (``engine.a2a.targets``); ``multi_turn`` keeps the task open after each
         answer, and on a follow-up ``final`` makes its answer the last.
+        ``push_request``: a push config for a new task, saved before its run
+        starts (so no change goes unpushed).
         """
         tenant_id = _tenant(principal)
+        if push_request is not None:
+            await check_url(self.settings, push_request.url)  # refused before anything
         if message.get("taskId"):
-            view = await self.follow_up(
-                principal, str(message["taskId"]), message, final=bool(hints.get("final"))
-            )
+            task_id = str(message["taskId"])
+            if push_request is not None:  # before the message, so its changes are pushed
+                await self._save_push(principal, task_id, push_request)
+            view = await self.follow_up(principal, task_id, message, final=bool(hints.get("final")))
             return Sent(view, created=False)
         task_id = new_id("a2t")
         context_id = _checked_id(str(message.get("contextId") or uuid.uuid4()), "contextId")
@@ -162,6 +169,8 @@ class A2ATasks:
             db.add(row)
             await _announce(session, tenant_id, view)
             await session.commit()
+        if push_request is not None:
+            await self._save_push(principal, task_id, push_request)
         if target is None:
             return Sent(view, created=True)
         params = A2ATaskInput(
@@ -187,6 +196,15 @@ class A2ATasks:
             await self._mark_failed(tenant_id, task_id, "The task could not be started.")
             raise
         return Sent(view, created=True)
+
+    async def _save_push(
+        self, principal: Principal, task_id: str, asked: push.PushRequest
+    ) -> push.PushConfig:
+        async with self.sessions() as session:
+            db = TenantScope(session, _tenant(principal), all_tenants=False)
+            return await push.save_config(
+                db, self.settings, task_id, asked, created_by=principal.user_id
+            )
 
     def _first_view(
         self,
@@ -330,7 +348,7 @@ class A2ATasks:
             else:
                 pause = min(pause * 1.5, 1.0)
 
-    async def list(
+    async def list_tasks(
         self,
         principal: Principal,
         *,

@@ -298,6 +298,21 @@ async def test_the_0_3_methods_work_on_the_same_endpoint(stack: Stack) -> None:
     )
     result = raw.json()["result"]
     assert (result["kind"], result["status"]["state"]) == ("task", "completed")
+    # And 1.0's, as the README shows them; a 1.0 method needs the version header.
+    body = {
+        "jsonrpc": "2.0",
+        "id": 2,
+        "method": "SendMessage",
+        "params": {
+            "message": {"role": "ROLE_USER", "messageId": "m1", "parts": [{"text": "raw"}]},
+            "metadata": {"agent_id": stack.agent_id},
+            "configuration": {"returnImmediately": True},
+        },
+    }
+    answered = await stack.http.post(f"{stack.url}/a2a", headers={"A2A-Version": "1.0"}, json=body)
+    assert answered.json()["result"]["task"]["status"]["state"] == "TASK_STATE_SUBMITTED"
+    unversioned = await stack.http.post(f"{stack.url}/a2a", headers={"A2A-Version": ""}, json=body)
+    assert unversioned.json()["error"]["code"] == -32009
 
 
 async def test_without_a_credential_the_endpoint_answers_401(stack: Stack) -> None:
@@ -429,3 +444,31 @@ async def test_the_client_library_talks_to_this_server_in_both_protocols(stack: 
         )
     with pytest.raises(RemoteAgentError, match="401"):
         await call_remote_agent(opened, stack.url, "no key")
+
+
+async def test_a_push_config_sent_with_the_message_gets_every_change(stack: Stack) -> None:
+    request = user_message("push from the start")
+    request.configuration.task_push_notification_config.CopyFrom(
+        TaskPushNotificationConfig(url=f"{stack.push.url}/push", token="first-token-456")
+    )
+    task = [e async for e in stack.client().send_message(request)][-1].task
+    assert task.status.state == TaskState.TASK_STATE_COMPLETED
+
+    def mine() -> list[dict[str, Any]]:
+        bodies = [json.loads(body) for body, _ in stack.push.received]
+        return [b["data"] for b in bodies if b["data"]["task_id"] == task.id]
+
+    await eventually(lambda: len(mine()) >= 2)
+    assert sorted(d["state"] for d in mine()) == ["completed", "working"]
+    (config,) = (
+        await stack.client().list_task_push_notification_configs(
+            ListTaskPushNotificationConfigsRequest(task_id=task.id)
+        )
+    ).configs
+    assert (config.url, config.token) == (f"{stack.push.url}/push", "first-token-456")
+    refused = user_message("push to a private address")
+    refused.configuration.task_push_notification_config.CopyFrom(
+        TaskPushNotificationConfig(url="http://192.168.7.7/hook")
+    )
+    with pytest.raises(InvalidParamsError):
+        [e async for e in stack.client().send_message(refused)]

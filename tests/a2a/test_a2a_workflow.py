@@ -68,7 +68,7 @@ async def test_a_conversation_waits_for_each_message_and_ends_on_the_final_one(
     async with serve(temporal_env.client, fakes, new_prefix()) as queue:
         handle = await temporal_env.client.start_workflow(
             A2ATaskWorkflow.run,
-            task_input("first", multi_turn=True),
+            task_input("first", multi_turn=True, input_timeout_seconds=20),
             id=f"a2a-task-{new_prefix()}",
             task_queue=queue,
         )
@@ -79,10 +79,11 @@ async def test_a_conversation_waits_for_each_message_and_ends_on_the_final_one(
         )
         assert second.state == "working"
         await hold.reached.wait()
-        with pytest.raises(WorkflowUpdateFailedError, match="not waiting for input"):
+        with pytest.raises(WorkflowUpdateFailedError) as refused:
             await handle.execute_update(
                 A2ATaskWorkflow.message, A2AFollowUp(message=message("too soon", 9))
             )
+        assert "not waiting for input" in str(refused.value.cause)
         hold.release.set()
         await until(handle, "input-required")
         final = await handle.execute_update(
@@ -124,7 +125,7 @@ async def test_cancelling_a_waiting_task_records_it_canceled(
     async with serve(temporal_env.client, fakes, new_prefix()) as queue:
         handle = await temporal_env.client.start_workflow(
             A2ATaskWorkflow.run,
-            task_input("hold on", multi_turn=True),
+            task_input("hold on", multi_turn=True, input_timeout_seconds=20),
             id=f"a2a-task-{new_prefix()}",
             task_queue=queue,
         )

@@ -10,12 +10,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from temporalio import activity
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from engine.events.delivery import retry_after_seconds
 from engine.platform.queues import TaskQueue, queue_name
 from engine.platform.settings import Settings
+from tests.workflows.conftest import time_skipping_server_path
 from workers.main import WORKFLOW_RUNNER
 from workflows.activities import DELIVER_WEBHOOK, WEBHOOK_EXHAUSTED
 from workflows.event_payloads import (
@@ -30,6 +32,20 @@ from workflows.webhook_delivery import WebhookDeliveryWorkflow, delivery_id
 
 pytestmark = pytest.mark.asyncio
 DEFAULT_SCHEDULE = Settings().webhook_retry_schedule_seconds
+
+
+@pytest.fixture(scope="module")
+async def skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping server of this module's own: a day of retries must skip, and
+    a run another module left mid-activity would stop the shared server's clock."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(time_skipping_server_path()),
+        data_converter=pydantic_data_converter,
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
 
 
 @dataclass
