@@ -16,7 +16,7 @@ from temporalio.testing import ActivityEnvironment
 
 from engine.db.tables import Chunk, Event, File, UsageRecord
 from engine.documents.chunking import ChunkingConfig
-from engine.events import outbox
+from engine.events.catalog import EventType
 from engine.storage.base import work_prefix
 from tests.documents_support import make_pdf
 from tests.workers.conftest import Workspace
@@ -246,7 +246,7 @@ async def test_indexing_twice_leaves_the_same_chunks_and_marks_the_file_processe
         chunks = (await session.scalars(select(Chunk).order_by(Chunk.chunk_index))).all()
         row = await session.get(File, ref.file_id)
         processed = await session.scalar(
-            select(func.count()).select_from(Event).where(Event.type == outbox.FILE_PROCESSED)
+            select(func.count()).select_from(Event).where(Event.type == EventType.FILE_PROCESSED)
         )
     assert [chunk.text for chunk in chunks] == ["alpha text", "beta text", "gamma text"]
     assert row is not None
@@ -286,7 +286,7 @@ async def test_a_failed_run_marks_the_file_failed_and_reports_it_once(
     async with workspace.sessions() as session:
         row = await session.get(File, ref.file_id)
         events = (
-            await session.scalars(select(Event).where(Event.type == outbox.WORKFLOW_FAILED))
+            await session.scalars(select(Event).where(Event.type == EventType.WORKFLOW_FAILED))
         ).all()
     assert row is not None
     assert (row.status, row.error_code, row.error_message, row.workflow_id) == (
@@ -298,6 +298,7 @@ async def test_a_failed_run_marks_the_file_failed_and_reports_it_once(
     assert [event.data for event in events] == [
         {
             "execution_id": "doc-1",
+            "file_id": ref.file_id,
             "error": {"code": "CORRUPT_FILE", "message": "the PDF cannot be read"},
         }
     ]

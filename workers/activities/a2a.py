@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable
-from typing import Any, TypeVar
+from collections.abc import Awaitable
+from typing import TypeVar
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -24,6 +24,7 @@ from engine.a2a.client import call_remote_agent
 from engine.ai.runtime import ModelRuntime
 from engine.platform.errors import WeftError
 from engine.platform.settings import Settings
+from workers.activities.heartbeats import heartbeating
 from workflows.a2a_payloads import (
     A2AAgentCall,
     A2AAnswer,
@@ -57,22 +58,6 @@ async def _engine_errors(work: Awaitable[T]) -> T:
         raise permanent(exc) from None
 
 
-@contextlib.asynccontextmanager
-async def _heartbeating(*details: Any) -> AsyncIterator[None]:
-    async def beat() -> None:
-        while True:
-            activity.heartbeat(*details)
-            await asyncio.sleep(HEARTBEAT_SECONDS)
-
-    task = asyncio.create_task(beat())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
 class A2AActivities:
     def __init__(
         self,
@@ -87,7 +72,7 @@ class A2AActivities:
     async def answer_a2a_agent(self, call: A2AAgentCall) -> A2AAnswer:
         """One chat call with the agent's system prompt and the conversation so far."""
         info = activity.info()
-        async with _heartbeating():
+        async with heartbeating(every=HEARTBEAT_SECONDS):
             return await _engine_errors(
                 work.answer_with_agent(
                     self.sessions,

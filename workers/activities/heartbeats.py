@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 from temporalio import activity
 
@@ -18,10 +19,12 @@ HEARTBEAT_SECONDS = 2.0
 
 
 @contextlib.asynccontextmanager
-async def heartbeating(every: float = HEARTBEAT_SECONDS) -> AsyncIterator[None]:
+async def heartbeating(*details: Any, every: float = HEARTBEAT_SECONDS) -> AsyncIterator[None]:
+    """Beat every ``every`` seconds (with ``details``, which a retried attempt can read)."""
+
     async def beat() -> None:
         while True:
-            activity.heartbeat()
+            activity.heartbeat(*details)
             await asyncio.sleep(every)
 
     task = asyncio.create_task(beat())

@@ -10,10 +10,8 @@ so cancelling the execution reaches them within seconds.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 import httpx
@@ -29,6 +27,7 @@ from engine.pipelines import email, executions
 from engine.platform.egress import guarded_request
 from engine.platform.errors import WeftError
 from engine.platform.settings import Settings
+from workers.activities.heartbeats import heartbeating
 from workflows.activities import (
     CALL_API,
     CALL_MODEL,
@@ -59,24 +58,6 @@ NOTIFY_TIMEOUT_SECONDS = 30.0  # a wait_for_callback step's notify request
 
 def permanent(exc: WeftError) -> ApplicationError:
     return ApplicationError(exc.message, exc.details, type=exc.code, non_retryable=True)
-
-
-@contextlib.asynccontextmanager
-async def _heartbeating() -> AsyncIterator[None]:
-    """Heartbeat while a call is in flight, so a cancel request arrives within seconds."""
-
-    async def beat() -> None:
-        while True:
-            activity.heartbeat()
-            await asyncio.sleep(HEARTBEAT_SECONDS)
-
-    task = asyncio.create_task(beat())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def _engine_errors(work: Awaitable[T]) -> T:
@@ -136,7 +117,7 @@ class PipelineActivities:
             )
         except ValueError as exc:
             raise ApplicationError(str(exc), type="VALIDATION_ERROR", non_retryable=True) from None
-        async with _heartbeating():
+        async with heartbeating(every=HEARTBEAT_SECONDS):
             outcome = await _engine_errors(
                 complete(self.models, ctx, request, fallback_model=fallback, use_cache=False)
             )
@@ -161,7 +142,7 @@ class PipelineActivities:
         # The same key on every attempt lets a receiver drop a repeated delivery.
         headers.setdefault("Idempotency-Key", f"{call.execution_id}:{call.step_id}")
         body = config.get("body")
-        async with _heartbeating():
+        async with heartbeating(every=HEARTBEAT_SECONDS):
             try:
                 response = await _engine_errors(
                     guarded_request(
@@ -274,7 +255,7 @@ class PipelineActivities:
         headers = {str(k): str(v) for k, v in dict(notify.get("headers") or {}).items()}
         headers.setdefault("Idempotency-Key", f"{params.execution_id}:{params.step_id}:callback")
         url = str(notify.get("url") or "")
-        async with _heartbeating():
+        async with heartbeating(every=HEARTBEAT_SECONDS):
             try:
                 response = await _engine_errors(
                     guarded_request(
