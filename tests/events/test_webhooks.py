@@ -74,7 +74,12 @@ async def test_an_upload_reaches_the_receiver_signed_as_file_uploaded_then_file_
         assert answered["query"] == "How much is the rent?" and "1,200" in answered["answer"]
         assert answered["model"] == asked.json()["data"]["model"]
 
+        # The log row is written just after the receiver answered: wait for it.
+        deadline = time.monotonic() + 30
         log = await deliveries_api(stack, hook["id"])
+        while len(log) < len(subscribed) and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+            log = await deliveries_api(stack, hook["id"])
         assert {entry["event_type"] for entry in log} == set(subscribed)
         assert all(e["status"] == "delivered" and e["status_code"] == 200 for e in log)
         assert all(e["attempt"] == 1 and e["latency_ms"] is not None for e in log)
