@@ -47,9 +47,9 @@ from temporalio import activity, workflow  # noqa: E402
 from temporalio.client import Client  # noqa: E402
 from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
-from temporalio.worker import UnsandboxedWorkflowRunner, Worker  # noqa: E402
 
 from bench.chat_overhead import percentile  # noqa: E402
+from bench.pipelines import serve_engine_worker  # noqa: E402
 from engine.db import migrate  # noqa: E402
 from engine.db.connection import create_engine, create_sessionmaker, transaction  # noqa: E402
 from engine.db.scope import TenantScope  # noqa: E402
@@ -57,7 +57,6 @@ from engine.events import doorbell, outbox, webhooks  # noqa: E402
 from engine.events.catalog import EventType  # noqa: E402
 from engine.events.doorbell import Doorbell  # noqa: E402
 from engine.identity.accounts import create_tenant_with_defaults  # noqa: E402
-from engine.platform.queues import ALL_QUEUES  # noqa: E402
 from engine.platform.settings import Settings  # noqa: E402
 from engine.platform.temporal import SEARCH_ATTRIBUTES, temporal_cli_path  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
@@ -88,22 +87,7 @@ class PlainHookWorkflow:
 
 
 async def serve_worker() -> None:
-    from workers.main import WorkerResources, build_workers
-
-    settings = Settings()
-    client = await Client.connect(settings.temporal_target, data_converter=pydantic_data_converter)
-    resources = WorkerResources.open(settings)
-    workers = build_workers(client, ALL_QUEUES, resources, prefix=PREFIX)
-    workers.append(
-        Worker(
-            client,
-            task_queue=BASE_QUEUE,
-            workflows=[PlainHookWorkflow],
-            activities=[post],
-            workflow_runner=UnsandboxedWorkflowRunner(),
-        )
-    )
-    await asyncio.gather(*(worker.run() for worker in workers))
+    await serve_engine_worker(BASE_QUEUE, [PlainHookWorkflow], [post])
 
 
 class Receiver:

@@ -86,25 +86,30 @@ class TrivialWorkflow:
         return n
 
 
-async def serve_worker() -> None:
-    """The worker process: every queue of the engine, plus the trivial baseline."""
+async def serve_engine_worker(queue: str, workflows: list[type], activities: list[Any]) -> None:
+    """A worker process: every engine queue, plus one baseline queue of its own
+    (unsandboxed: the benchmark modules import their I/O; the baselines are trivial)."""
     from workers.main import WorkerResources, build_workers
 
     settings = Settings()
     client = await Client.connect(settings.temporal_target, data_converter=pydantic_data_converter)
     resources = WorkerResources.open(settings)
-    workers = build_workers(client, ALL_QUEUES, resources, prefix=PREFIX)
+    workers = build_workers(client, ALL_QUEUES, resources, prefix=settings.task_queue_prefix)
     workers.append(
-        # Unsandboxed: this module imports the benchmark's I/O; the baseline is trivial.
         Worker(
             client,
-            task_queue=TRIVIAL_QUEUE,
-            workflows=[TrivialWorkflow],
-            activities=[noop],
+            task_queue=queue,
+            workflows=workflows,
+            activities=activities,
             workflow_runner=UnsandboxedWorkflowRunner(),
         )
     )
     await asyncio.gather(*(worker.run() for worker in workers))
+
+
+async def serve_worker() -> None:
+    """The worker process: every queue of the engine, plus the trivial baseline."""
+    await serve_engine_worker(TRIVIAL_QUEUE, [TrivialWorkflow], [noop])
 
 
 def five_steps() -> dict[str, Any]:
