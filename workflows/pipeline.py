@@ -32,7 +32,7 @@ import contextlib
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import (
@@ -47,9 +47,11 @@ with workflow.unsafe.imports_passed_through():
     from engine.pipelines.conditions import evaluate
     from engine.pipelines.definition import PipelineDefinition, StepSpec, StepType
     from engine.platform.queues import TaskQueue
+    from workflows.a2a_payloads import RemoteAgentCall
     from workflows.activities import (
         CALL_API,
         CALL_MODEL,
+        CALL_REMOTE_AGENT,
         EMIT_STEP_EVENTS,
         LOAD_DEFINITION,
         OPEN_CALLBACK,
@@ -77,6 +79,11 @@ with workflow.unsafe.imports_passed_through():
 MAX_DEPTH = 5  # sub-workflows inside sub-workflows
 APPROVAL_TIMEOUT = timedelta(days=7)
 CALLBACK_TIMEOUT = timedelta(days=7)  # a wait_for_callback step without timeout_seconds
+A2A_WAIT_SECONDS = 120.0  # an a2a step without timeout_seconds
+# Remote task states that fail an a2a step (input-required completes it: a later
+# step can answer with the task's ids).
+A2A_FAILED = {"failed": "A2A_TASK_FAILED", "rejected": "A2A_TASK_FAILED",
+              "canceled": "A2A_TASK_FAILED", "auth-required": "A2A_AUTH_REQUIRED"}  # fmt: skip
 # Runs started before step events existed replay without them.
 STEP_EVENTS_PATCH = "step-events"
 EVENT_BATCH = 250  # step events per local activity (a 500-step DAG: a few inserts)
@@ -438,6 +445,8 @@ class PipelineWorkflow:
             return await self._sub_workflow(params, step, config)
         if step.type is StepType.DOCUMENT_PROCESSOR:
             return await self._process_document(params, step, config)
+        if step.type is StepType.A2A:
+            return await self._call_agent(params, step, config)
         call = StepCall(
             execution_id=params.execution_id,
             tenant_id=params.tenant_id,
@@ -539,6 +548,53 @@ class PipelineWorkflow:
                 "received_at": received.received_at.isoformat(),
             },
         )
+
+    async def _call_agent(
+        self, params: PipelineInput, step: StepSpec, config: dict[str, Any]
+    ) -> StepOutcome:
+        """Send the step's message to a remote A2A agent (activity ``call_remote_agent``)
+        and wait for its answer. The output is the answer (state, text, artifacts,
+        task and context ids); the exchanged messages go into the step's detail."""
+        try:
+            call = RemoteAgentCall(
+                tenant_id=params.tenant_id,
+                card_url=str(config["agent_url"]),
+                text=str(config.get("message") or ""),
+                data=config.get("data"),
+                context_id=config.get("context_id") or None,
+                task_id=config.get("task_id") or None,
+                timeout_seconds=config.get("timeout_seconds") or A2A_WAIT_SECONDS,
+                protocol=config.get("protocol", "auto"),
+                idempotency_key=f"{params.execution_id}:{step.id}",
+            )
+        except ValidationError as exc:
+            problem = exc.errors()[0]
+            where = ".".join(str(part) for part in problem["loc"])
+            raise StepFailed(step, "VALIDATION_ERROR", f"{where}: {problem['msg']}") from None
+        result = await CALL_REMOTE_AGENT.execute(
+            call,
+            task_queue=self._queue(TaskQueue.IO),
+            start_to_close_timeout=timedelta(seconds=call.timeout_seconds + 30),
+            heartbeat_timeout=timedelta(seconds=20),
+            retry_policy=_retry(step),
+            summary=f"{step.title} (a2a)",
+        )
+        detail = {"agent_url": call.card_url, "protocol": result.protocol,
+                  "transcript": result.transcript}  # fmt: skip
+        self._steps[step.id].detail = detail
+        if result.state in A2A_FAILED:
+            raise StepFailed(
+                step,
+                A2A_FAILED[result.state],
+                f"the remote agent's task ended {result.state}"
+                + (f": {result.text}" if result.text else ""),
+            )
+        level: LogLevel = "warning" if result.state == "input-required" else "info"
+        self._log(
+            level, f"Step '{step.title}': the remote agent answered ({result.state})", step.id
+        )
+        output = result.model_dump(include={"state", "text", "artifacts", "task_id", "context_id"})
+        return StepOutcome(output=output, detail=detail)
 
     async def _sub_workflow(
         self, params: PipelineInput, step: StepSpec, config: dict[str, Any]

@@ -23,6 +23,8 @@ MAX_STEPS = 500
 # The longest a wait_for_callback step may wait (its config.timeout_seconds).
 MAX_CALLBACK_WAIT_SECONDS = 30 * 86_400
 NOTIFY_METHODS = ("POST", "PUT", "PATCH")
+A2A_PROTOCOLS = ("auto", "1.0", "0.3")
+MAX_A2A_WAIT_SECONDS = 3600  # how long one a2a step waits for the remote agent
 
 
 class StepType(StrEnum):
@@ -36,6 +38,7 @@ class StepType(StrEnum):
     DOCUMENT_PROCESSOR = "document_processor"
     SUB_WORKFLOW = "sub_workflow"
     WAIT_FOR_CALLBACK = "wait_for_callback"
+    A2A = "a2a"
 
 
 class InvalidDefinition(WeftError):
@@ -348,11 +351,21 @@ def _check_config(step: StepSpec, known_agents: set[str] | None) -> None:
             )
     if step.type is StepType.WAIT_FOR_CALLBACK:
         _check_callback_config(step)
+    if step.type is StepType.A2A:
+        _check_a2a_config(step)
 
 
 def _templated(value: Any) -> bool:
     """A string holding a template: checked once rendered, at run time."""
     return isinstance(value, str) and "{{" in value
+
+
+def _out_of_range(seconds: Any, most: float) -> bool:
+    """A given number of seconds that is not in (0, most] (templates are checked at run time)."""
+    if seconds is None or _templated(seconds):
+        return False
+    number = seconds if isinstance(seconds, int | float) and not isinstance(seconds, bool) else 0
+    return not 0 < number <= most
 
 
 def _check_callback_config(step: StepSpec) -> None:
@@ -363,16 +376,12 @@ def _check_callback_config(step: StepSpec) -> None:
         return _invalid(f"step {step.id!r}: {message}", "INVALID_CONFIG", step=step.id, field=field)
 
     timeout = step.config.get("timeout_seconds")
-    if timeout is not None and not _templated(timeout):
-        number = (
-            timeout if isinstance(timeout, int | float) and not isinstance(timeout, bool) else 0
+    if _out_of_range(timeout, MAX_CALLBACK_WAIT_SECONDS):
+        raise invalid(
+            f"timeout_seconds must be a number of seconds, above 0 and at most "
+            f"{MAX_CALLBACK_WAIT_SECONDS}",
+            "config.timeout_seconds",
         )
-        if not 0 < number <= MAX_CALLBACK_WAIT_SECONDS:
-            raise invalid(
-                f"timeout_seconds must be a number of seconds, above 0 and at most "
-                f"{MAX_CALLBACK_WAIT_SECONDS}",
-                "config.timeout_seconds",
-            )
     notify = step.config.get("notify")
     if notify is None:
         return
@@ -398,4 +407,35 @@ def _check_callback_config(step: StepSpec) -> None:
         raise invalid(
             "notify.body must be an object (the callback URL and secret are added to it)",
             "config.notify.body",
+        )
+
+
+def _check_a2a_config(step: StepSpec) -> None:
+    """``a2a``: ``agent_url`` (the remote agent's card URL or base URL), ``message``
+    (text) and/or ``data`` (an object), optional ``protocol`` (auto, 1.0, 0.3),
+    ``timeout_seconds``, and ``context_id``/``task_id`` to continue a conversation."""
+
+    def invalid(message: str, field: str, reason: str = "INVALID_CONFIG") -> InvalidDefinition:
+        return _invalid(f"step {step.id!r}: {message}", reason, step=step.id, field=field)
+
+    config = step.config
+    url = config.get("agent_url")
+    if not url or not isinstance(url, str):
+        raise invalid("an a2a step needs config.agent_url", "config.agent_url", "MISSING_CONFIG")
+    message, data = config.get("message"), config.get("data")
+    if message is None and data is None:
+        raise invalid("an a2a step needs config.message or config.data", "config.message",
+                      "MISSING_CONFIG")  # fmt: skip
+    if message is not None and not isinstance(message, str):
+        raise invalid("message must be text", "config.message")
+    if data is not None and not isinstance(data, dict) and not _templated(data):
+        raise invalid("data must be an object", "config.data")
+    protocol = config.get("protocol", "auto")
+    if protocol not in A2A_PROTOCOLS:
+        raise invalid(f"protocol must be one of {', '.join(A2A_PROTOCOLS)}", "config.protocol")
+    timeout = config.get("timeout_seconds")
+    if _out_of_range(timeout, MAX_A2A_WAIT_SECONDS):
+        raise invalid(
+            f"timeout_seconds must be above 0 and at most {MAX_A2A_WAIT_SECONDS}",
+            "config.timeout_seconds",
         )
