@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi_offline import FastAPIOffline
 
 from api.errors import install_error_handlers
 from api.history import RequestHistoryMiddleware
@@ -48,6 +49,8 @@ from api.routes import cache as cache_routes
 from engine import __version__
 from engine.platform.settings import Settings, get_settings
 
+DOCS_ASSETS = "/docs/assets"  # Swagger UI's and ReDoc's files (request history skips /docs/)
+
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the API; ``settings`` defaults to the process-wide Settings."""
@@ -64,7 +67,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await resources.close()
 
-    app = FastAPI(
+    # /docs and /redoc load Swagger UI and ReDoc from the package, not a CDN.
+    app = FastAPIOffline(
+        static_url=DOCS_ASSETS,
         title="Weftworks",
         version=__version__,
         description="Workflow orchestration engine for AI work on Temporal task queues.",

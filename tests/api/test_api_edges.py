@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 
 import httpx
@@ -135,6 +136,13 @@ async def test_openapi_and_docs_are_served(client: httpx.AsyncClient) -> None:
     for page in ("/docs", "/redoc"):
         response = await client.get(page)
         assert response.status_code == 200 and "text/html" in response.headers["content-type"]
+        # Every asset the page loads is served here: the explorer works offline.
+        assets = re.findall(r'(?:src|href)=["\']([^"\']+)["\']', response.text)
+        assets += re.findall(r"(?:url): ?['\"]([^'\"]+)['\"]", response.text)
+        assert assets and not [a for a in assets if "//" in a], assets
+        for asset in assets:
+            loaded = await client.get(asset)
+            assert loaded.status_code == 200 and loaded.content, asset
 
 
 async def test_cors_allows_configured_origins_only(settings: Settings) -> None:
