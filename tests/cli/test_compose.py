@@ -6,7 +6,10 @@ the task queues: a renamed setting or queue breaks this test, not a deployment.
 
 from __future__ import annotations
 
+import importlib.metadata
+import ipaddress
 import re
+import tomllib
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -15,6 +18,7 @@ import pytest
 import yaml
 from pydantic import AliasChoices
 
+from engine.platform import egress
 from engine.platform.queues import ALL_QUEUES, parse_queues
 from engine.platform.settings import Settings
 
@@ -52,7 +56,8 @@ def command_args(service: dict[str, Any]) -> list[str]:
 
 
 def test_the_whole_stack_is_there(services: dict[str, dict[str, Any]]) -> None:
-    expected = {"postgres", "temporal", "temporal-ui", "redis", "qdrant"} | PROJECT_SERVICES
+    expected = {"postgres", "temporal-schema", "temporal", "temporal-setup", "temporal-ui",
+                "redis", "qdrant"} | PROJECT_SERVICES  # fmt: skip
     assert expected <= set(services)
 
 
@@ -108,8 +113,10 @@ def test_ports_healthchecks_and_start_order(services: dict[str, dict[str, Any]])
 def test_compose_environment_passes_settings_validation(
     services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    environment = {
-        key: substitute(str(value)) for key, value in services["api"]["environment"].items()
+    environment = {  # a name without a value is passed through from the shell (unset here)
+        key: substitute(str(value))
+        for key, value in services["api"]["environment"].items()
+        if value is not None
     }
     database_url = environment["DATABASE_URL"]
     Settings(database_url=database_url, env="production", jwt_secret="x" * 40)
@@ -123,3 +130,68 @@ def test_compose_environment_passes_settings_validation(
     assert settings.redis_url == "redis://redis:6379/0"
     assert str(settings.data_dir) == "/data"
     assert settings.vector_index == "qdrant" and settings.qdrant_url == "http://qdrant:6333"
+
+
+def test_the_image_can_process_documents_with_cpu_torch(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """Chunking, embeddings, OCR and RAG need the ML extra; torch comes CPU-only at
+    pyproject's pinned version."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    (torch_pin,) = [d for d in pyproject["project"]["optional-dependencies"]["ml"]
+                    if d.startswith("torch==")]  # fmt: skip
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert f"ARG TORCH_VERSION={torch_pin.removeprefix('torch==')}" in dockerfile
+    assert '--index-url "$TORCH_INDEX_URL" "torch==${TORCH_VERSION}"' in dockerfile
+    assert 'pip install --no-cache-dir ".[${EXTRAS}]"' in dockerfile
+    for name in PROJECT_SERVICES:
+        args = services[name]["build"]["args"]
+        assert "ml" in args["EXTRAS"].split(","), name
+        assert substitute(args["TORCH_INDEX_URL"]), name  # required: compose refuses without
+
+
+def test_temporal_runs_the_server_image_after_its_schema_job(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    images = {name: service["image"] for name, service in services.items()}
+    assert not [image for image in images.values() if "auto-setup" in image]
+    server_version = images["temporal"].removeprefix("temporalio/server:")
+    assert images["temporal"].startswith("temporalio/server:")
+    schema = services["temporal-schema"]
+    assert schema["image"].startswith(f"temporalio/admin-tools:{server_version}")
+    assert services["temporal"]["depends_on"]["temporal-schema"]["condition"] == (
+        "service_completed_successfully"
+    )
+    script = "\n".join(schema["command"])
+    for word in ("create", "setup-schema", "update-schema", "temporal_visibility"):
+        assert word in script
+    setup = "\n".join(services["temporal-setup"]["command"])
+    assert "namespace create" in setup  # auto-setup used to create `default`
+
+
+def test_qdrant_server_matches_the_client_and_workers_have_healthchecks(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    server = services["qdrant"]["image"].rsplit(":v", 1)[1].split(".")[:2]
+    client = importlib.metadata.version("qdrant-client").split(".")[:2]
+    assert server == client
+    assert "/readyz" in " ".join(services["qdrant"]["healthcheck"]["test"])
+    for name in PROJECT_SERVICES - {"migrate"}:
+        depends = services[name]["depends_on"]
+        assert depends["qdrant"]["condition"] == "service_healthy", name
+    for name in WORKERS:
+        test = services[name]["healthcheck"]["test"]
+        queues = command_args(services[name])[command_args(services[name]).index("--queues") + 1]
+        assert test == ["CMD", "weft", "worker", "--queues", queues, "--check"], name
+
+
+def test_the_egress_policy_reaches_the_compose_ollama_by_name(
+    services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    environment = services["api"]["environment"]
+    assert "WEFT_PROVIDERS" in environment  # passed through from the operator's shell
+    monkeypatch.setenv("WEFT_EGRESS_ALLOWED_HOSTS", environment["WEFT_EGRESS_ALLOWED_HOSTS"])
+    settings = Settings(_env_file=None)
+    # The compose network's addresses are private: only the named service is let through.
+    assert egress.denial_reason(ipaddress.ip_address("172.18.0.5"), "ollama", settings) is None
+    assert egress.denial_reason(ipaddress.ip_address("172.18.0.2"), "redis", settings) == "private"
