@@ -38,6 +38,10 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 EMBED_DIM = 8
+# Models the fakes have and list, that misbehave when called (``fail-404`` is the
+# one they do not have).
+TROUBLE_MODELS = ("fail-429", "fail-500", "fail-malformed", "fail-hang", "fail-redirect",
+                  "endless", "midstream-error")  # fmt: skip
 PULL_LAYERS = (("sha256:aaa", 1000), ("sha256:bbb", 3000))
 
 
@@ -207,7 +211,7 @@ def ollama_app(fake: FakeProvider) -> Starlette:
                         "modified_at": "2026-01-15T10:00:00Z",
                         "details": {"family": "fake"},
                     }
-                    for i, m in enumerate(fake.models)
+                    for i, m in enumerate([*fake.models, *TROUBLE_MODELS])
                 ]
             }
         )
@@ -343,7 +347,7 @@ def openai_app(fake: FakeProvider) -> Starlette:
                 "object": "list",
                 "data": [
                     {"id": m, "object": "model", "created": 1, "owned_by": "fake"}
-                    for m in fake.models
+                    for m in [*fake.models, *TROUBLE_MODELS]
                 ],
             }
         )

@@ -13,6 +13,7 @@ from typing import Any
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 
 from engine.ai import listings
+from engine.ai.providers.base import ModelNotAvailable
 from engine.ai.runtime import ModelRuntime
 from engine.platform.errors import NotFound
 from engine.platform.runs import RunOptions, describe_run, start_run
@@ -36,7 +37,13 @@ async def start_pull(
     if provider:
         entry = await rt.registry.get(provider)
     else:
-        entry = (await rt.registry.resolve(model)).entry
+        try:
+            entry = (await rt.registry.resolve(model)).entry
+        except ModelNotAvailable:  # nobody has it yet: the first Ollama pulls it
+            pullers = [e for e in await rt.registry.entries() if e.kind == "ollama"]
+            if not pullers:
+                raise
+            entry = pullers[0]
     refused = listings.pull_target_error(entry)
     if refused is not None:
         raise refused

@@ -171,7 +171,11 @@ async def test_upstream_failures_answer_their_envelope(
         if status == 429:
             assert response.headers["retry-after"] == "7"
         rows = await ledger(configured, api.tenant.tenant_id)
-        assert [(r.success, r.error_code) for r in rows] == [(False, code)] * 2
+        if model == "fail-404":  # the provider does not list it: refused before any call
+            assert rows == [] and "/api/chat" not in fake_ollama.paths()
+            assert response.json()["error"]["details"]["model"] == "fail-404"
+        else:
+            assert [(r.success, r.error_code) for r in rows] == [(False, code)] * 2
 
 
 async def test_unreachable_provider_is_503(settings: Settings) -> None:
@@ -184,7 +188,25 @@ async def test_unreachable_provider_is_503(settings: Settings) -> None:
 
 async def test_local_provider_answers_and_says_what_it_is(settings: Settings) -> None:
     async with model_api(model_settings(settings, {})) as api:
-        response = await api.post("/api/v1/ai/chat", ask("Hello!", model="llama3.2:latest"))
+        # A model that is named and not available is an error naming it, on every seed.
+        for path, body in [
+            ("/api/v1/ai/chat", ask("Hello!", model="llama3.2:latest")),
+            ("/api/v1/ai/chat", ask("Hello!", model="totally-bogus-model")),
+            ("/api/v1/chat", {"message": "Hello!", "model": "tinyllama"}),
+        ]:
+            refused = await api.post(path, body)
+            assert refused.status_code == 404, refused.text
+            error = refused.json()["error"]
+            assert error["code"] == "MODEL_NOT_AVAILABLE"
+            assert body.get("model") in error["message"]
+        info = await api.get("/api/v1/models/made-up-model/info")
+        assert info.status_code == 404
+        embedded = await api.post(
+            "/api/v1/ai/embeddings", {"input": "hi", "model": "nomic-embed-text"}
+        )
+        assert embedded.status_code == 404 and "nomic-embed-text" in embedded.text
+        # No model named: the default, which here is the local extractive one.
+        response = await api.post("/api/v1/ai/chat", ask("Hello!"))
         data = response.json()["data"]
         assert data["model"] == EXTRACTIVE_MODEL and data["provider"] == "local"
         assert "extractive" in data["choices"][0]["message"]["content"]

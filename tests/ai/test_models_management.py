@@ -147,7 +147,8 @@ async def test_provider_crud_keeps_the_key_secret(
         deleted = await api.http.delete(f"/api/v1/models/providers/{provider_id}", headers=admin)
         assert deleted.status_code == 204
         gone = await api.post("/api/v1/chat", {"message": "hi", "model": "gpt-fake"})
-        assert gone.json()["data"]["provider"] == "local"  # nothing generative is left
+        assert gone.status_code == 404  # nobody offers it now; no stand-in answers
+        assert gone.json()["error"]["code"] == "MODEL_NOT_AVAILABLE"
 
 
 @pytest.fixture
@@ -230,7 +231,9 @@ async def test_pull_runs_as_a_workflow_with_progress_then_delete(
     assert deleted.status_code == 200 and deleted.json()["data"]["deleted"] is True
     again_deleted = await api.http.delete("/api/v1/models/qwen:0.5b", headers=admin)
     assert again_deleted.status_code == 404
-    assert fake_ollama.requests[-1].body == {"model": "qwen:0.5b"}
+    assert again_deleted.json()["error"]["code"] == "MODEL_NOT_AVAILABLE"
+    deletes = [r.body for r in fake_ollama.requests if r.method == "DELETE"]
+    assert deletes == [{"model": "qwen:0.5b"}]  # the second was refused here: nobody has it
 
 
 async def test_pull_of_an_unknown_model_fails_without_retrying(

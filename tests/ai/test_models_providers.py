@@ -21,7 +21,7 @@ from engine.ai.providers.openai import OpenAIProvider
 from engine.platform.egress import new_http_client
 from engine.platform.errors import InvalidInput
 from engine.platform.settings import Settings
-from tests.fake_providers import FakeProvider, fake_vector
+from tests.fake_providers import TROUBLE_MODELS, FakeProvider, fake_vector
 
 pytestmark = pytest.mark.asyncio
 SETTINGS = Settings(provider_timeout_seconds=0.5)
@@ -69,7 +69,8 @@ async def test_ollama_models_pull_delete_and_embed(
     fake_ollama: FakeProvider, http: httpx.AsyncClient
 ) -> None:
     ollama = OllamaProvider("ollama", f"{fake_ollama.url}/api/", http=http, settings=SETTINGS)
-    assert [m.name for m in await ollama.list_models()] == ["llama-test", "nomic-embed-text"]
+    listed = [m.name for m in await ollama.list_models()]
+    assert listed == ["llama-test", "nomic-embed-text", *TROUBLE_MODELS]
     progress = [p async for p in ollama.pull("qwen:0.5b")]
     assert progress[0].status == "pulling manifest" and progress[-1].status == "success"
     assert any(p.total == 3000 and p.completed == 1500 for p in progress)

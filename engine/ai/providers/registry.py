@@ -220,10 +220,10 @@ class ProviderRegistry:
         """The provider that serves ``model`` (``provider/model`` names one explicitly)."""
         entries = await self.entries()
         remote = [entry for entry in entries if entry.kind != "local"]
-        name = model or await self.default_chat_model()
-        if is_extractive_model(name) or not remote:
-            # Nothing generative is configured: the local provider answers, and
-            # its model name says what it is.
+        named = model if model and model.lower() != "auto" else None
+        name = named or await self.default_chat_model()
+        if is_extractive_model(name):
+            # The local provider answers, and its model name says what it is.
             return Resolved(self._local, EXTRACTIVE_MODEL)
         prefix, _, rest = name.partition("/")
         for entry in entries:
@@ -232,15 +232,24 @@ class ProviderRegistry:
         for entry in remote:
             if entry.spec(name) is not None:
                 return Resolved(entry, name)
-        open_ended = [entry for entry in remote if not entry.chat_specs]
-        for entry in open_ended:
+        # Providers without a model list: the model must be among those they list
+        # themselves. One that could not list its models is asked anyway (its own
+        # answer says whether it has the model); no provider is a stand-in.
+        unlisted = []
+        for entry in (entry for entry in remote if not entry.chat_specs):
             listed = {info.name for info in await self.discovered(entry)}
+            if name not in listed and f"{name}:latest" not in listed:
+                self._discovered.pop(entry.name, None)  # a model pulled a moment ago
+                listed = {info.name for info in await self.discovered(entry)}
             if name in listed or f"{name}:latest" in listed:
                 return Resolved(entry, name)
-        if open_ended:
-            return Resolved(open_ended[0], name)  # the server itself says if it lacks it
+            if entry.name in self.listing_errors:
+                unlisted.append(entry)
+        if unlisted:
+            return Resolved(unlisted[0], name)
         raise ModelNotAvailable(
-            f"No configured provider offers model {name!r}", details={"model": name}
+            f"Model {name!r} is not available: no configured provider offers it",
+            details={"model": name, "providers": [entry.name for entry in remote]},
         )
 
     async def chat_candidates(self) -> list[Resolved]:
