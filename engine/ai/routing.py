@@ -166,14 +166,16 @@ async def choose(rt: ModelRuntime, request: RouteRequest) -> RouteDecision:
             rank(found, request.priority), REASONS.get(request.priority, "balanced"), excluded
         )
     remote = [e for e in await rt.registry.entries() if e.kind != "local"]
-    if not remote:
+    local_allowed = not request.providers or "local" in request.providers
+    if not remote and local_allowed:
         # Nothing generative is configured: the local provider answers, and
         # says in its model name that it only quotes.
         local = await rt.registry.resolve(None)
         only = Candidate(local, 0.0, 0.0, 0, 0.0, 0.3, None, ("extractive",))
         return RouteDecision([only], "no_generative_model_configured", excluded)
     raise ModelNotAvailable(
-        "No model meets the routing constraints", details={"excluded": excluded}
+        "No model meets the routing constraints",
+        details={"excluded": excluded, "providers": request.providers or None},
     )
 
 

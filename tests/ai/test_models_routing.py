@@ -245,3 +245,19 @@ async def test_a_misconfigured_provider_is_left_out(
         assert answered.status_code == 200 and answered.json()["data"]["provider"] == "ollama"
         names = [p["name"] for p in (await api.get("/api/v1/models")).json()["data"]["providers"]]
         assert names == ["ollama", "local"]
+
+
+async def test_routing_never_chooses_a_provider_the_request_excluded(settings: Settings) -> None:
+    """With only the local provider configured, ``providers: ["openai"]`` finds nothing."""
+    async with model_api(model_settings(settings, {})) as api:
+        refused = await api.http.post(
+            "/api/models/route",
+            json={"prompt": "Analyze this feedback", "providers": ["openai"]},
+            headers=api.headers,
+        )
+        assert refused.status_code == 404, refused.text
+        assert refused.json()["error"]["code"] == "MODEL_NOT_AVAILABLE"
+        allowed = await api.http.post(
+            "/api/models/route", json={"prompt": "Analyze this feedback"}, headers=api.headers
+        )
+        assert allowed.status_code == 200 and allowed.json()["provider"] == "local"
