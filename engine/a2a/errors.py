@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from engine.platform.errors import Conflict, NotFound
+from typing import Any
+
+from engine.platform.errors import Conflict, NotFound, WeftError
 
 
 class A2ATaskNotFound(NotFound):
@@ -21,3 +23,23 @@ class A2ATaskNotWaiting(Conflict):
 
 class PushConfigNotFound(NotFound):
     code = "A2A_PUSH_CONFIG_NOT_FOUND"
+
+
+class A2ASessionNotFound(NotFound):
+    code = "A2A_SESSION_NOT_FOUND"
+
+
+class A2ASessionClosed(Conflict):
+    """A negotiation or a message for a session that has ended."""
+
+    code = "A2A_SESSION_CLOSED"
+
+
+class A2ASessionRefused(WeftError):
+    """The session's run refused a negotiation or a message (``code`` says why:
+    ``VALIDATION_ERROR``, ``A2A_LIMIT_EXCEEDED``, ``A2A_MESSAGE_TOO_LARGE``, …),
+    or delivering the message failed (the peer's own code)."""
+
+    def __init__(self, code: str, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message, details=details)
+        self.code = code

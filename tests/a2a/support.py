@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,8 +135,12 @@ def user_message(text: str, **metadata: Any) -> SendMessageRequest:
 
 @asynccontextmanager
 async def a2a_stack(
-    tmp: Path, temporal_env: WorkflowEnvironment, temporal_address: str
+    tmp: Path,
+    temporal_env: WorkflowEnvironment,
+    temporal_address: str,
+    allowed_hosts: Sequence[str] = (),
 ) -> AsyncIterator[Stack]:
+    """The stack; ``allowed_hosts`` (``host:port``) are opened to the tenants too."""
     async with AsyncExitStack() as stack:
         fake = await stack.enter_async_context(serve(FakeProvider("ollama")))
         push = await stack.enter_async_context(receiver())
@@ -150,7 +154,7 @@ async def a2a_stack(
             base,
             {"ollama": ollama_config(fake, models=["llama-test"])},
             task_queue_prefix=f"a2a{uuid.uuid4().hex[:8]}-",
-            tenant_egress_allowed_hosts=[push.url.removeprefix("http://")],
+            tenant_egress_allowed_hosts=[push.url.removeprefix("http://"), *allowed_hosts],
             webhook_retry_schedule_seconds=[0, 1],
         )
         tenant = await make_tenant(settings, "a2a")

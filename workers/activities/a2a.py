@@ -19,12 +19,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from engine.a2a import sessions as a2a_sessions
 from engine.a2a import tasks, work
 from engine.a2a.client import call_remote_agent
 from engine.ai.runtime import ModelRuntime
 from engine.platform.errors import WeftError
 from engine.platform.settings import Settings
 from workers.activities.heartbeats import heartbeating
+from workflows.a2a_exchange_payloads import A2ASessionRecord
 from workflows.a2a_payloads import (
     A2AAgentCall,
     A2AAnswer,
@@ -36,6 +38,7 @@ from workflows.a2a_payloads import (
 from workflows.activities import (
     ANSWER_A2A_AGENT,
     CALL_REMOTE_AGENT,
+    RECORD_A2A_SESSION,
     RECORD_A2A_TASK,
     RUN_A2A_PIPELINE,
 )
@@ -141,3 +144,8 @@ class A2AActivities:
             beating.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await beating
+
+    @RECORD_A2A_SESSION.defn
+    async def record_a2a_session(self, record: A2ASessionRecord) -> None:
+        """Write where an A2A session stands (status, limits, turns, cost) to its row."""
+        await a2a_sessions.record_session(self.sessions, record)
