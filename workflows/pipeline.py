@@ -23,6 +23,14 @@ A failed step fails the run (its running siblings are cancelled). Cancelling
 the run cancels the running activities through Temporal. Whatever the end,
 one last activity writes the outcome (and its event) to the database's
 execution index.
+
+A definition that declares ``data_categories`` (z2 consent) processes one data
+subject's data: before each step that touches categories, activity
+``check_consent`` confirms the subject's consent still covers them (a step
+without it does not run), and a ``consent_revoked`` signal (sent when the subject
+revokes) stops the run at once. Either way the run's running steps are cancelled
+and it fails with ``CONSENT_REVOKED``, naming the categories. Runs without
+categories issue exactly the commands they did before.
 """
 
 from __future__ import annotations
@@ -52,6 +60,7 @@ with workflow.unsafe.imports_passed_through():
         CALL_API,
         CALL_MODEL,
         CALL_REMOTE_AGENT,
+        CHECK_CONSENT,
         EMIT_STEP_EVENTS,
         LOAD_DEFINITION,
         OPEN_CALLBACK,
@@ -62,8 +71,11 @@ with workflow.unsafe.imports_passed_through():
     from workflows.document_processing import DocumentProcessingInput, DocumentProcessingWorkflow
     from workflows.pipeline_payloads import (
         CALLBACK_SIGNAL,
+        CONSENT_REVOKED_SIGNAL,
         AgentSnapshot,
         CallbackReceived,
+        ConsentCheck,
+        ConsentRevoked,
         ExecutionRecord,
         FailedStep,
         LoadDefinitionInput,
@@ -86,6 +98,8 @@ A2A_FAILED = {"failed": "A2A_TASK_FAILED", "rejected": "A2A_TASK_FAILED",
               "canceled": "A2A_TASK_FAILED", "auth-required": "A2A_AUTH_REQUIRED"}  # fmt: skip
 # Runs started before step events existed replay without them.
 STEP_EVENTS_PATCH = "step-events"
+# A run whose data subject's consent no longer covers its data categories.
+CONSENT_REVOKED = "CONSENT_REVOKED"
 EVENT_BATCH = 250  # step events per local activity (a 500-step DAG: a few inserts)
 # Failures another attempt cannot fix: a step that raises one of these fails at once.
 PERMANENT = [
@@ -137,6 +151,9 @@ class PipelineInput(BaseModel):
     input_data: dict[str, Any] = Field(default_factory=dict)
     agents: dict[str, AgentSnapshot] = Field(default_factory=dict)
     depth: int = 0
+    # Whose data the run processes, when its definition declares data categories
+    # (none: the user who started it).
+    data_subject_id: str | None = None
 
 
 class Approval(BaseModel):
@@ -210,6 +227,18 @@ class StepFailed(Exception):
         self.step, self.code, self.message = step, code, message
 
 
+class ConsentWithdrawn(Exception):
+    """A ``consent_revoked`` signal stops the run."""
+
+    def __init__(self, revoked: ConsentRevoked) -> None:
+        super().__init__(revoked.consent_id)
+        self.revoked = revoked
+
+
+def _categories(names: list[str]) -> str:
+    return ", ".join(names)
+
+
 def _retry(step: StepSpec) -> RetryPolicy:
     spec = step.retry
     return RetryPolicy(
@@ -248,6 +277,9 @@ class PipelineWorkflow:
         self._events: list[StepEvent] = []
         self._closing = False
         self._flusher: asyncio.Task[None] | None = None
+        # z2 consent: the data categories the run declares, and revocations received.
+        self._categories: set[str] = set()
+        self._revocations: list[ConsentRevoked] = []
 
     # --- reading and steering ------------------------------------------------
 
@@ -289,6 +321,19 @@ class PipelineWorkflow:
         delivery of each callback counts; repeats are ignored."""
         self._callbacks.setdefault(received.callback_id, received)
 
+    @workflow.signal(name=CONSENT_REVOKED_SIGNAL)
+    def consent_revoked(self, revoked: ConsentRevoked) -> None:
+        """The data subject revoked consent for some of the run's categories (sent by
+        the API): the run stops. Repeats, and categories it does not touch, change nothing."""
+        self._revocations.append(revoked)
+
+    def _revoked(self) -> ConsentRevoked | None:
+        """The first revocation that touches the run's data categories."""
+        for revoked in self._revocations:
+            if self._categories.intersection(revoked.categories):
+                return revoked
+        return None
+
     @approve.validator
     def _approvable(self, decision: ApprovalInput) -> None:
         state = self._steps.get(decision.step_id)
@@ -310,26 +355,51 @@ class PipelineWorkflow:
         self._events_on = params.depth == 0 and workflow.patched(STEP_EVENTS_PATCH)
         if self._events_on:
             self._flusher = asyncio.create_task(self._flush_events(params))
+        self._categories = set(params.definition.declared_categories())
         self._log("info", "Workflow execution started")
         scheduler = asyncio.create_task(self._schedule(params))
         timeout = params.definition.timeout_seconds
         try:
+            # A revocation wakes these (without categories there is none to wait for).
             if timeout:
                 await workflow.wait_condition(
-                    lambda: scheduler.done(), timeout=timedelta(seconds=timeout)
+                    lambda: scheduler.done() or self._revoked() is not None,
+                    timeout=timedelta(seconds=timeout),
                 )
+            elif self._categories:
+                await workflow.wait_condition(
+                    lambda: scheduler.done() or self._revoked() is not None
+                )
+            revoked = self._revoked()
+            if revoked is not None and not scheduler.done():
+                raise ConsentWithdrawn(revoked)
             await scheduler
             self._status = "completed"
             self._log("info", "Workflow execution completed")
         except StepFailed as failed:
-            self._failed = FailedStep(
-                step_id=failed.step.id,
-                step_type=failed.step.type.value,
-                agent_id=failed.step.agent_id,
-                code=failed.code,
-                message=failed.message,
+            if failed.code == CONSENT_REVOKED:  # the step did not run: no agent failed
+                self._end("failed", failed.code, failed.message)
+            else:
+                self._failed = FailedStep(
+                    step_id=failed.step.id,
+                    step_type=failed.step.type.value,
+                    agent_id=failed.step.agent_id,
+                    code=failed.code,
+                    message=failed.message,
+                )
+                self._end(
+                    "failed", failed.code, f"Step '{failed.step.title}' failed: {failed.message}"
+                )
+        except ConsentWithdrawn as stop:
+            scheduler.cancel()
+            await self._settle(scheduler)
+            names = [c for c in stop.revoked.categories if c in self._categories]
+            self._end(
+                "failed",
+                CONSENT_REVOKED,
+                f"Consent for the data categories {_categories(names)} was revoked; "
+                "the execution stopped",
             )
-            self._end("failed", failed.code, f"Step '{failed.step.title}' failed: {failed.message}")
         except TimeoutError:
             scheduler.cancel()
             await self._settle(scheduler)
@@ -404,7 +474,10 @@ class PipelineWorkflow:
         except templating.TemplateError as exc:
             self._fail(state, "TEMPLATE_ERROR", str(exc))
             raise StepFailed(step, "TEMPLATE_ERROR", str(exc)) from None
+        categories = params.definition.categories_of(step)
         try:
+            if categories:
+                await self._check_consent(params, step, categories)
             outcome = await self._execute(params, step, config)
         except asyncio.CancelledError:
             state.status, state.completed_at = "cancelled", workflow.now()
@@ -424,6 +497,30 @@ class PipelineWorkflow:
         state.tokens_used, state.cost_usd = outcome.tokens_used, outcome.cost_usd
         self._log("info", f"Step '{step.title}' completed", step.id)
         self._step_event("step_completed", step)
+
+    async def _check_consent(
+        self, params: PipelineInput, step: StepSpec, categories: list[str]
+    ) -> None:
+        """The data subject's granted consents still cover the step's categories
+        (activity ``check_consent``), or the step does not run."""
+        held = await CHECK_CONSENT.execute(
+            ConsentCheck(
+                tenant_id=params.tenant_id,
+                user_id=params.data_subject_id or params.started_by,
+                categories=categories,
+            ),
+            task_queue=self._queue(TaskQueue.IO),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)),
+            summary=f"Consent for {step.title}",
+        )
+        if held.missing:
+            raise StepFailed(
+                step,
+                CONSENT_REVOKED,
+                f"Consent for the data categories {_categories(held.missing)} is no longer "
+                f"granted; step '{step.title}' did not run",
+            )
 
     async def _execute(
         self, params: PipelineInput, step: StepSpec, config: dict[str, Any]
@@ -623,6 +720,7 @@ class PipelineWorkflow:
                 input_data=dict(config.get("input_data") or {}),
                 agents=loaded.agents,
                 depth=params.depth + 1,
+                data_subject_id=params.data_subject_id,
             ),
             id=f"run-{child_id}",
             static_summary=f"{step.title}: {loaded.name}",

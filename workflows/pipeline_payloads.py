@@ -145,3 +145,32 @@ class CallbackReceived(BaseModel):
     body: Any = None
     message_id: str
     received_at: datetime
+
+
+# The signal a revoked consent sends to the running executions of its data subject
+# (``PipelineWorkflow.consent_revoked``).
+CONSENT_REVOKED_SIGNAL = "consent_revoked"
+
+
+class ConsentRevoked(BaseModel):
+    """A consent was revoked: the run's ``categories`` no granted consent covers any
+    more (ids and category names only)."""
+
+    consent_id: str
+    categories: list[str]
+
+
+class ConsentCheck(BaseModel):
+    """Does the data subject still hold granted consents covering ``categories``?"""
+
+    tenant_id: str
+    user_id: str  # the data subject
+    categories: list[str]
+
+
+class ConsentHeld(BaseModel):
+    missing: list[str] = Field(default_factory=list)  # empty: the consent holds
+
+    @property
+    def held(self) -> bool:
+        return not self.missing

@@ -68,7 +68,7 @@ async def create_auterity_workflow(
 ) -> AuterityWorkflowPublic:
     row = await store.create_definition(
         caller.db,
-        steps_shape(body.steps),
+        steps_shape(body.steps, body.data_categories),
         name=body.name,
         description=body.description,
         category=body.category,
@@ -104,6 +104,7 @@ async def update_auterity_workflow(
             description=body.description,
             category=body.category,
             status=body.status,
+            data_categories=body.data_categories,
         )
     return AuterityWorkflowPublic.of(row)
 

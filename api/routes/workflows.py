@@ -48,7 +48,7 @@ async def read_workflows(
 async def create_workflow(request: Request, caller: Writer, body: WorkflowCreate) -> JSONResponse:
     row = await store.create_definition(
         caller.db,
-        body.definition.shape(),
+        body.definition.shape(body.data_categories),
         name=body.name,
         description=body.description,
         status=body.status,
@@ -78,6 +78,7 @@ async def update_workflow(
         name=body.name,
         description=body.description,
         status=body.status,
+        data_categories=body.data_categories,
     )
     return ok(WorkflowPublic.of_row(row), request_id=request.state.request_id)
 

@@ -15,6 +15,9 @@ from engine.pipelines.definition import MAX_STEPS
 Z2Status = Literal["draft", "active", "archived"]
 AuterityStatus = Literal["active", "inactive", "archived"]
 MAX_EDGES = 10 * MAX_STEPS
+# The data categories every step touches (z2 consent): executions need the data
+# subject's granted consent for them. Each step may add its own ``data_categories``.
+DataCategories = list[str] | None
 
 
 class Position(BaseModel):
@@ -52,8 +55,8 @@ class GraphIn(BaseModel):
     nodes: list[NodeIn] = Field(max_length=MAX_STEPS)
     edges: list[EdgeIn] = Field(default_factory=list, max_length=MAX_EDGES)
 
-    def shape(self) -> store.Shape:
-        return store.Shape(self.model_dump(mode="json", exclude_unset=True))
+    def shape(self, data_categories: DataCategories = None) -> store.Shape:
+        return store.Shape(self.model_dump(mode="json", exclude_unset=True), data_categories)
 
 
 class WorkflowCreate(BaseModel):
@@ -61,6 +64,7 @@ class WorkflowCreate(BaseModel):
     description: str | None = Field(default=None, max_length=10_000)
     status: Z2Status = "active"
     definition: GraphIn
+    data_categories: DataCategories = Field(default=None, max_length=50)
 
 
 class WorkflowUpdate(BaseModel):
@@ -68,6 +72,7 @@ class WorkflowUpdate(BaseModel):
     description: str | None = Field(default=None, max_length=10_000)
     status: Z2Status | None = None
     definition: GraphIn | None = None
+    data_categories: DataCategories = Field(default=None, max_length=50)
 
 
 class NodePublic(BaseModel):
@@ -77,6 +82,7 @@ class NodePublic(BaseModel):
     agent_id: str | None
     config: dict[str, Any]
     position: Position | None
+    data_categories: list[str]
 
 
 class EdgePublic(BaseModel):
@@ -112,11 +118,17 @@ class WorkflowPublic(WorkflowSummaryPublic):
 
     definition: GraphPublic
     version: int
+    data_categories: list[str]
 
     @classmethod
     def of_row(cls, row: PipelineDefinitionRow) -> WorkflowPublic:
         graph = GraphPublic.model_validate(store.graph_view(row))
-        return cls(**_summary(row), definition=graph, version=row.version)
+        return cls(
+            **_summary(row),
+            definition=graph,
+            version=row.version,
+            data_categories=store.data_categories_of(row),
+        )
 
 
 class WorkflowsPublic(BaseModel):
@@ -150,8 +162,10 @@ class StepIn(BaseModel):
     dependencies: list[str] | None = Field(default=None, max_length=MAX_STEPS)
 
 
-def steps_shape(steps: list[StepIn]) -> store.Shape:
-    return store.Shape([step.model_dump(mode="json", exclude_unset=True) for step in steps])
+def steps_shape(steps: list[StepIn], data_categories: DataCategories = None) -> store.Shape:
+    return store.Shape(
+        [step.model_dump(mode="json", exclude_unset=True) for step in steps], data_categories
+    )
 
 
 class AuterityWorkflowCreate(BaseModel):
@@ -160,6 +174,7 @@ class AuterityWorkflowCreate(BaseModel):
     category: str | None = Field(default=None, max_length=100)
     status: AuterityStatus = "active"
     steps: list[StepIn] = Field(max_length=MAX_STEPS)
+    data_categories: DataCategories = Field(default=None, max_length=50)
 
 
 class AuterityWorkflowUpdate(BaseModel):
@@ -168,6 +183,7 @@ class AuterityWorkflowUpdate(BaseModel):
     category: str | None = Field(default=None, max_length=100)
     status: AuterityStatus | None = None
     steps: list[StepIn] | None = Field(default=None, max_length=MAX_STEPS)
+    data_categories: DataCategories = Field(default=None, max_length=50)
 
 
 class StepPublic(BaseModel):
@@ -181,6 +197,7 @@ class StepPublic(BaseModel):
     dependencies: list[str]
     agent_id: str | None
     position: Position | None
+    data_categories: list[str]
 
 
 class AuterityWorkflowPublic(BaseModel):
@@ -190,6 +207,7 @@ class AuterityWorkflowPublic(BaseModel):
     status: str
     category: str | None
     steps: list[StepPublic]
+    data_categories: list[str]
     created_at: str
     updated_at: str
     created_by: str | None
@@ -203,6 +221,7 @@ class AuterityWorkflowPublic(BaseModel):
             status=row.status,
             category=row.category,
             steps=[StepPublic.model_validate(step) for step in store.steps_view(row)],
+            data_categories=store.data_categories_of(row),
             created_at=row.created_at.isoformat(),
             updated_at=row.updated_at.isoformat(),
             created_by=row.created_by,

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
 
 from engine.pipelines.templating import TemplateError, references
 from engine.platform.errors import WeftError
@@ -25,6 +25,9 @@ MAX_CALLBACK_WAIT_SECONDS = 30 * 86_400
 NOTIFY_METHODS = ("POST", "PUT", "PATCH")
 A2A_PROTOCOLS = ("auto", "1.0", "0.3")
 MAX_A2A_WAIT_SECONDS = 3600  # how long one a2a step waits for the remote agent
+# A data category a definition or step declares (z2 consent: ``personal_info``, …).
+DATA_CATEGORY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,99}$")
+MAX_DATA_CATEGORIES = 50
 
 
 class StepType(StrEnum):
@@ -66,15 +69,38 @@ class StepSpec(BaseModel):
     agent_id: str | None = None
     timeout_seconds: float | None = Field(default=None, gt=0, le=86_400)
     retry: RetrySpec | None = None
+    # Categories of the data subject's data this step touches (besides the definition's).
+    data_categories: list[str] = Field(default_factory=list)
 
     @property
     def title(self) -> str:
         return self.name or self.id
 
+    @model_serializer(mode="wrap")
+    def _without_empty_categories(self, handler: SerializerFunctionWrapHandler) -> Any:
+        return _drop_empty_categories(self.data_categories, handler(self))
+
 
 class PipelineDefinition(BaseModel):
     steps: list[StepSpec]
     timeout_seconds: float | None = Field(default=None, gt=0, le=7 * 86_400)
+    # Categories of the data subject's data every step touches: an execution needs
+    # the subject's granted consent for these (and each step's own) before it
+    # starts, and again before each such step runs.
+    data_categories: list[str] = Field(default_factory=list)
+
+    @model_serializer(mode="wrap")
+    def _without_empty_categories(self, handler: SerializerFunctionWrapHandler) -> Any:
+        return _drop_empty_categories(self.data_categories, handler(self))
+
+    def categories_of(self, step: StepSpec) -> list[str]:
+        """The data categories ``step`` touches: the definition's and its own."""
+        return list(dict.fromkeys([*self.data_categories, *step.data_categories]))
+
+    def declared_categories(self) -> list[str]:
+        """Every data category the definition declares (empty: it needs no consent)."""
+        found = [*self.data_categories, *(c for s in self.steps for c in s.data_categories)]
+        return list(dict.fromkeys(found))
 
     def step(self, step_id: str) -> StepSpec:
         for step in self.steps:
@@ -84,6 +110,14 @@ class PipelineDefinition(BaseModel):
 
     def agent_ids(self) -> set[str]:
         return {step.agent_id for step in self.steps if step.agent_id}
+
+
+def _drop_empty_categories(categories: list[str], dumped: Any) -> Any:
+    """Leave ``data_categories`` out while empty, so definitions (and the run inputs
+    that copy them) without categories serialise exactly as before they existed."""
+    if not categories and isinstance(dumped, dict):
+        dumped.pop("data_categories", None)
+    return dumped
 
 
 # --- normalising the seeds' shapes -------------------------------------------
@@ -109,7 +143,11 @@ def _common(raw: Mapping[str, Any], where: str) -> dict[str, Any]:
     config = raw.get("config") or raw.get("data") or {}
     if not isinstance(config, dict):
         raise _invalid(f"{where}.config must be an object", "INVALID_CONFIG", field=where)
+    declared = raw.get("data_categories")
+    if declared is None:
+        declared = config.get("data_categories")
     return {
+        "data_categories": data_categories(declared, f"{where}.data_categories"),
         "type": _step_type(raw.get("type"), f"{where}.type"),
         "name": str(raw.get("name") or raw.get("label") or ""),
         "config": config,
@@ -117,6 +155,31 @@ def _common(raw: Mapping[str, Any], where: str) -> dict[str, Any]:
         "timeout_seconds": raw.get("timeout_seconds"),
         "retry": raw.get("retry"),
     }
+
+
+def data_categories(value: Any, where: str = "data_categories") -> list[str]:
+    """A declared list of data categories (a missing one is none), without repeats."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list | tuple):
+        raise _invalid(f"{where} must be a list of names", "INVALID_DATA_CATEGORY", field=where)
+    names = list(dict.fromkeys(value))
+    if len(names) > MAX_DATA_CATEGORIES:
+        raise _invalid(
+            f"{where} names at most {MAX_DATA_CATEGORIES} categories",
+            "INVALID_DATA_CATEGORY",
+            field=where,
+        )
+    for name in names:
+        if not isinstance(name, str) or not DATA_CATEGORY.match(name):
+            raise _invalid(
+                f"{where}: {name!r} is not a data category name (letters, digits, _ . : -)",
+                "INVALID_DATA_CATEGORY",
+                field=where,
+            )
+    return names
 
 
 def from_steps(steps: Iterable[Mapping[str, Any]], **options: Any) -> PipelineDefinition:
@@ -136,6 +199,8 @@ def from_steps(steps: Iterable[Mapping[str, Any]], **options: Any) -> PipelineDe
                 **_common(raw, where),
             )
         )
+    if "data_categories" in options:
+        options["data_categories"] = data_categories(options["data_categories"])
     return PipelineDefinition(steps=specs, **options)
 
 
@@ -146,6 +211,12 @@ def from_graph(definition: Mapping[str, Any], **options: Any) -> PipelineDefinit
     edges = definition.get("edges") or []
     if not isinstance(nodes, list) or not isinstance(edges, list):
         raise _invalid("definition.nodes and definition.edges must be lists", "INVALID_GRAPH")
+    if "data_categories" in options:
+        options["data_categories"] = data_categories(options["data_categories"])
+    elif "data_categories" in definition:
+        options["data_categories"] = data_categories(
+            definition["data_categories"], "definition.data_categories"
+        )
     depends: dict[str, list[str]] = {}
     when: dict[str, dict[str, bool]] = {}
     for number, edge in enumerate(edges):
@@ -276,6 +347,9 @@ def validate(
                     "INVALID_BRANCH",
                     step=step.id,
                 )
+    data_categories(definition.data_categories)
+    for step in steps:
+        data_categories(step.data_categories, f"step {step.id!r} data_categories")
     cycle = find_cycle(steps)
     if cycle:
         raise _invalid("the workflow has a cycle: " + " → ".join(cycle), "CYCLE", cycle=cycle)

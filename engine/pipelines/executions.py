@@ -30,6 +30,7 @@ from temporalio.client import Client, WorkflowQueryFailedError, WorkflowUpdateFa
 from temporalio.common import Priority
 from temporalio.service import RPCError
 
+from engine.consent.consents import require_consent
 from engine.db.scope import TenantScope
 from engine.db.tables import Agent, Event, Execution, PipelineDefinitionRow
 from engine.events import callbacks, outbox
@@ -110,6 +111,11 @@ async def execute(
     A repeated ``idempotency_key`` returns the first execution instead of
     starting another — and starts its run if the first call stopped between
     writing the row and starting the run (a crash, or Temporal unreachable).
+
+    A definition that declares ``data_categories`` starts only while its data
+    subject (``input_data.data_subject_id``, else ``started_by``) has granted
+    consent for every one of them (``ConsentRequired`` otherwise, before any row
+    or run exists); the subject and categories are kept on the execution.
     """
     row = await get_definition(db, definition_id)
     existing = None
@@ -128,6 +134,16 @@ async def execute(
         definition = definition.model_copy(update={"timeout_seconds": timeout_seconds})
     agents = await agents_for(db.session, row.tenant_id, definition)
     validate(definition, known_agents=set(agents), input_names=set(input_data))
+    categories = definition.declared_categories()
+    subject = None
+    if categories:
+        subject = await require_consent(
+            db.session,
+            row.tenant_id,
+            input_data=input_data,
+            started_by=started_by,
+            categories=categories,
+        )
     now = datetime.now(UTC)
     delay = scheduled_at - now if scheduled_at and scheduled_at > now else None
     execution_id = existing.id if isinstance(existing, Execution) else new_id("exe")
@@ -147,6 +163,8 @@ async def execute(
         started_at=scheduled_at if delay else now,
         idempotency_key=idempotency_key,
         created_by=started_by,
+        data_subject_id=subject,
+        data_categories=categories or None,
     )
     db.add(execution)
     started: dict[str, Any] = {
@@ -176,6 +194,7 @@ async def execute(
         definition=definition,
         input_data=input_data,
         agents=agents,
+        data_subject_id=subject,
     )
     run = RunOptions(
         workflow_id=execution.workflow_id,

@@ -44,15 +44,27 @@ class Shape:
     ``nodes`` and ``edges``) or auterity's list of ``steps``."""
 
     body: Mapping[str, Any] | Sequence[Mapping[str, Any]]
+    # The definition's data categories when sent beside the graph or the steps
+    # (z2 may also send them inside ``definition``).
+    data_categories: Sequence[str] | None = None
 
     @property
     def source(self) -> Source:
         return "graph" if isinstance(self.body, Mapping) else "steps"
 
     def raw(self) -> dict[str, Any]:
+        extra = {}
+        if self.data_categories is not None:
+            extra["data_categories"] = list(self.data_categories)
         if isinstance(self.body, Mapping):
-            return {"definition": dict(self.body)}
-        return {"steps": [dict(step) for step in self.body]}
+            return {"definition": dict(self.body), **extra}
+        return {"steps": [dict(step) for step in self.body], **extra}
+
+    @classmethod
+    def of_raw(cls, raw: Mapping[str, Any]) -> Shape:
+        """The shape a stored definition was written with (``raw``)."""
+        body = raw["definition"] if "definition" in raw else raw.get("steps") or []
+        return cls(body, raw.get("data_categories"))
 
 
 @dataclass(frozen=True)
@@ -70,10 +82,13 @@ class DefinitionPage:
 def normalise(shape: Shape) -> PipelineDefinition:
     """The definition model of what a client sent (``InvalidDefinition`` if it cannot be one)."""
     body = shape.body
+    options: dict[str, Any] = {}
+    if shape.data_categories is not None:
+        options["data_categories"] = list(shape.data_categories)
     try:
         if isinstance(body, Mapping):
-            return from_graph(body)
-        return from_steps(body)
+            return from_graph(body, **options)
+        return from_steps(body, **options)
     except ValidationError as exc:
         errors = [
             {"field": ".".join(str(p) for p in e["loc"]), "issue": e["msg"]} for e in exc.errors()
@@ -167,10 +182,21 @@ async def update_definition(
     description: str | None = None,
     category: str | None = None,
     status: str | None = None,
+    data_categories: Sequence[str] | None = None,
 ) -> PipelineDefinitionRow:
     """Change what is given (``None`` keeps a field); a new shape is normalised and
-    validated like a new definition. Every update is a new ``version``."""
+    validated like a new definition. Every update is a new ``version``.
+    ``data_categories`` alone re-declares the stored shape's categories."""
     row = await get_definition(db, definition_id)
+    if shape is None and data_categories is not None:
+        shape = Shape.of_raw(row.raw)
+    if shape is not None:  # categories sent beside the steps: None keeps the stored ones
+        if data_categories is None:
+            data_categories = shape.data_categories
+        inside = isinstance(shape.body, Mapping) and "data_categories" in shape.body
+        if data_categories is None and not inside:
+            data_categories = row.raw.get("data_categories")
+        shape = Shape(shape.body, data_categories)
     if shape is not None:
         definition = await checked(db, shape)
         row.source, row.raw = shape.source, shape.raw()
@@ -247,9 +273,15 @@ def steps_view(row: PipelineDefinitionRow) -> list[dict[str, Any]]:
             "dependencies": list(step.depends_on),
             "agent_id": step.agent_id,
             "position": _position(sent[index].get("position")) if index < len(sent) else None,
+            "data_categories": list(step.data_categories),
         }
         for index, step in enumerate(definition.steps)
     ]
+
+
+def data_categories_of(row: PipelineDefinitionRow) -> list[str]:
+    """The categories the definition declares for every step (each step may add its own)."""
+    return list(PipelineDefinition.model_validate(row.definition).data_categories)
 
 
 def graph_view(row: PipelineDefinitionRow) -> dict[str, Any]:
@@ -264,6 +296,7 @@ def graph_view(row: PipelineDefinitionRow) -> dict[str, Any]:
             "agent_id": step.agent_id,
             "config": step.config,
             "position": _position(sent[index].get("position")) if index < len(sent) else None,
+            "data_categories": list(step.data_categories),
         }
         for index, step in enumerate(definition.steps)
     ]

@@ -22,6 +22,7 @@ from temporalio.exceptions import ApplicationError
 from engine.ai.chat import complete
 from engine.ai.providers.base import ChatMessage, ChatRequest
 from engine.ai.runtime import CallContext, ModelRuntime
+from engine.consent import consents
 from engine.events import callbacks
 from engine.pipelines import email, executions
 from engine.platform.egress import guarded_request
@@ -31,6 +32,7 @@ from workers.activities.heartbeats import heartbeating
 from workflows.activities import (
     CALL_API,
     CALL_MODEL,
+    CHECK_CONSENT,
     EMIT_STEP_EVENTS,
     LOAD_DEFINITION,
     OPEN_CALLBACK,
@@ -40,6 +42,8 @@ from workflows.activities import (
 from workflows.pipeline_payloads import (
     CALLBACK_SIGNAL,
     CallbackOpened,
+    ConsentCheck,
+    ConsentHeld,
     ExecutionRecord,
     LoadDefinitionInput,
     LoadedDefinition,
@@ -203,6 +207,16 @@ class PipelineActivities:
         async with self.sessions() as session:
             await executions.record_step_events(session, batch)
             await session.commit()
+
+    @CHECK_CONSENT.defn
+    async def check_consent(self, params: ConsentCheck) -> ConsentHeld:
+        """Before a step that touches data categories: do the data subject's granted
+        consents still cover them? Read-only, so any attempt may repeat it."""
+        async with self.sessions() as session:
+            missing = await consents.missing_categories(
+                session, params.tenant_id, params.user_id, params.categories
+            )
+        return ConsentHeld(missing=missing)
 
     @OPEN_CALLBACK.defn
     async def open_callback(self, params: OpenCallbackInput) -> CallbackOpened:
