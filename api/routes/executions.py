@@ -27,6 +27,8 @@ from api.schemas.executions import (
     z2_execution_public,
 )
 from engine.pipelines import executions
+from engine.pipelines.executions import ExecutionView
+from engine.platform.temporal import ui_link
 
 v1 = APIRouter(prefix="/api/v1", tags=["executions"])
 auterity = APIRouter(prefix="/api", tags=["executions (auterity)"])
@@ -57,7 +59,12 @@ async def create_execution(
         timeout_seconds=body.options.timeout_seconds,
         idempotency_key=idempotency_key,
     )
-    started = started_public(executions.view_of(row, None), scheduled_at=row.scheduled_at)
+    view = executions.view_of(row, None)
+    started = started_public(
+        view,
+        scheduled_at=row.scheduled_at,
+        ui_url=ui_link(caller.settings, view.temporal_workflow_id),
+    )
     return ok(started, request_id=request.state.request_id, status_code=202)
 
 
@@ -74,7 +81,8 @@ async def read_workflow_execution(
     client: TemporalDep,
 ) -> JSONResponse:
     view = await executions.read(caller.db, client, execution_id, definition_id=workflow_id)
-    return ok(z2_execution_public(view), request_id=request.state.request_id)
+    ui_url = ui_link(caller.settings, view.temporal_workflow_id)
+    return ok(z2_execution_public(view, ui_url), request_id=request.state.request_id)
 
 
 @v1.get(
@@ -106,7 +114,8 @@ async def read_execution(
     client: TemporalDep,
 ) -> JSONResponse:
     view = await executions.read(caller.db, client, execution_id)
-    return ok(execution_public(view), request_id=request.state.request_id)
+    ui_url = ui_link(caller.settings, view.temporal_workflow_id)
+    return ok(execution_public(view, ui_url), request_id=request.state.request_id)
 
 
 @v1.post(
@@ -179,7 +188,9 @@ async def create_auterity_execution(
         scheduled_at=body.scheduled_at,
         idempotency_key=idempotency_key,
     )
-    return started_public(executions.view_of(row, None), scheduled_at=row.scheduled_at)
+    view = executions.view_of(row, None)
+    ui_url = ui_link(settings, view.temporal_workflow_id)
+    return started_public(view, scheduled_at=row.scheduled_at, ui_url=ui_url)
 
 
 @auterity.get(
@@ -207,7 +218,8 @@ async def read_auterity_execution(
     caller: Annotated[Caller, requires("workflows:read")],
     client: TemporalDep,
 ) -> ExecutionPublic:
-    return execution_public(await executions.read(caller.db, client, execution_id))
+    view = await executions.read(caller.db, client, execution_id)
+    return execution_public(view, ui_link(caller.settings, view.temporal_workflow_id))
 
 
 @auterity.post(
@@ -236,9 +248,13 @@ async def _listing(
         offset=(page - 1) * limit,
     )
     return ExecutionListPublic(
-        executions=[execution_public(executions.view_of(row, None)) for row in rows],
+        executions=[_listed(caller, executions.view_of(row, None)) for row in rows],
         total=total,
         page=page,
         limit=limit,
         has_next=page * limit < total,
     )
+
+
+def _listed(caller: Caller, view: ExecutionView) -> ExecutionPublic:
+    return execution_public(view, ui_link(caller.settings, view.temporal_workflow_id))

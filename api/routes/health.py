@@ -1,4 +1,5 @@
-"""Health, readiness and detailed dependency status (no authentication).
+"""Health, readiness and detailed dependency status (no authentication), and
+sutazai's ``/api/v1/status`` (the same report, for any authenticated caller).
 
 ``/health`` answers the union of the zentoria, z2 and sutazai shapes; the
 partio paths answer partio's PascalCase object.
@@ -7,12 +8,13 @@ partio paths answer partio's PascalCase object.
 from __future__ import annotations
 
 import asyncio
+from typing import Annotated
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response, Security
 from fastapi.responses import JSONResponse
 
-from api.deps import ResourcesDep
-from api.envelope import timestamp
+from api.deps import ResourcesDep, get_principal
+from api.envelope import Envelope, ok, timestamp
 from api.partio import PartioHealthPublic
 from api.schemas.health import (
     CheckPublic,
@@ -25,7 +27,9 @@ from api.schemas.health import (
     ReadyPublic,
     ServicesPublic,
 )
+from api.schemas.system import StatusPublic
 from engine import __version__
+from engine.identity.principals import Principal
 from engine.platform.health import (
     HealthReport,
     Status,
@@ -148,3 +152,27 @@ async def head_root() -> Response:
 @router.get("/v1.0/health", summary="Partio health status", response_model=PartioHealthPublic)
 async def read_partio_health(resources: ResourcesDep) -> PartioHealthPublic:
     return _partio_status(await _report(resources))
+
+
+@router.get(
+    "/api/v1/status",
+    response_model=Envelope[StatusPublic],
+    summary="Overall status, services and task queues (sutazai)",
+)
+async def read_status(
+    request: Request,
+    resources: ResourcesDep,
+    principal: Annotated[Principal, Security(get_principal, scopes=["profile"])],
+) -> JSONResponse:
+    summary = _summary(await _report(resources), resources.uptime_seconds)
+    data = StatusPublic(
+        status=summary.status,
+        version=summary.version,
+        environment=resources.settings.env.value,
+        uptime_seconds=summary.uptime_seconds,
+        timestamp=summary.timestamp,
+        services=summary.services,
+        components=summary.components,
+        temporal_ui_url=resources.settings.resolved_temporal_ui_url,
+    )
+    return ok(data, request_id=request.state.request_id)

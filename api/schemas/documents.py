@@ -61,9 +61,11 @@ class FilePublic(BaseModel):
 
 
 class FileUploadPublic(FilePublic):
-    """An upload's answer; ``execution_id`` is absent when no run was started or joined."""
+    """An upload's answer; ``execution_id`` (and ``temporal_ui_url``) are absent when no
+    run was started or joined."""
 
     execution_id: str | SkipJsonSchema[None] = None
+    temporal_ui_url: str | SkipJsonSchema[None] = None  # with a run: it in the Web UI
 
 
 class PaginationPublic(BaseModel):

@@ -78,6 +78,7 @@ class ExecutionStartedPublic(BaseModel):
     progress: ProgressPublic
     estimated_duration_ms: int | None = None
     temporal_workflow_id: str
+    temporal_ui_url: str | None = None  # the run in the Temporal Web UI
 
 
 class ExecutionPublic(BaseModel):
@@ -104,6 +105,7 @@ class ExecutionPublic(BaseModel):
     error_code: str | None
     error: str | None
     temporal_workflow_id: str
+    temporal_ui_url: str | None = None  # the run in the Temporal Web UI
 
 
 class Z2ExecutionPublic(BaseModel):
@@ -127,6 +129,7 @@ class Z2ExecutionPublic(BaseModel):
     error_code: str | None
     error: str | None
     temporal_workflow_id: str
+    temporal_ui_url: str | None = None  # the run in the Temporal Web UI
 
 
 class ExecutionListPublic(BaseModel):
@@ -152,7 +155,9 @@ class ApprovalPublic(BaseModel):
     comment: str | None = None
 
 
-def started_public(view: ExecutionView, *, scheduled_at: datetime | None) -> ExecutionStartedPublic:
+def started_public(
+    view: ExecutionView, *, scheduled_at: datetime | None, ui_url: str | None = None
+) -> ExecutionStartedPublic:
     return ExecutionStartedPublic(
         execution_id=view.id,
         id=view.id,
@@ -164,6 +169,7 @@ def started_public(view: ExecutionView, *, scheduled_at: datetime | None) -> Exe
         input_data=view.input_data,
         progress=ProgressPublic.model_validate(view.progress.model_dump()),
         temporal_workflow_id=view.temporal_workflow_id,
+        temporal_ui_url=ui_url,
     )
 
 
@@ -198,7 +204,7 @@ def _logs(view: ExecutionView) -> list[LogPublic]:
     return [LogPublic.model_validate(log.model_dump()) for log in view.logs]
 
 
-def execution_public(view: ExecutionView) -> ExecutionPublic:
+def execution_public(view: ExecutionView, ui_url: str | None = None) -> ExecutionPublic:
     return ExecutionPublic(
         id=view.id,
         execution_id=view.id,
@@ -220,10 +226,11 @@ def execution_public(view: ExecutionView) -> ExecutionPublic:
         error_code=view.error_code,
         error=view.error,
         temporal_workflow_id=view.temporal_workflow_id,
+        temporal_ui_url=ui_url,
     )
 
 
-def z2_execution_public(view: ExecutionView) -> Z2ExecutionPublic:
+def z2_execution_public(view: ExecutionView, ui_url: str | None = None) -> Z2ExecutionPublic:
     total = view.progress.total_steps
     return Z2ExecutionPublic(
         id=view.id,
@@ -244,4 +251,5 @@ def z2_execution_public(view: ExecutionView) -> Z2ExecutionPublic:
         error_code=view.error_code,
         error=view.error,
         temporal_workflow_id=view.temporal_workflow_id,
+        temporal_ui_url=ui_url,
     )

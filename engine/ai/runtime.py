@@ -24,6 +24,7 @@ from engine.ai.usage import check_budget, record_usage
 from engine.db.tables import TenantBudget, UsageRecord
 from engine.events import outbox
 from engine.events.catalog import EventType
+from engine.platform import metrics
 from engine.platform.egress import new_http_client
 from engine.platform.settings import Settings
 
@@ -115,9 +116,10 @@ class ModelRuntime:
             dedupe_key=ctx.dedupe_key,
             **fields,
         )
+        recorded = True
         async with self.sessions() as session:
             if ctx.dedupe_key:
-                await record_usage(session, row)
+                recorded = await record_usage(session, row)
             else:  # nothing to deduplicate: skip the lookup and the savepoint
                 session.add(row)
             if response is not None and ctx.kind in RESPONSE_EVENT_KINDS:
@@ -131,3 +133,22 @@ class ModelRuntime:
                     dedupe_key=dedupe,
                 )
             await session.commit()
+        if recorded:  # a retried activity's call is counted once, like its ledger row
+            _observe(ctx.kind, fields)  # from the call's fields: the row is expired now
+
+
+def _observe(kind: str, fields: dict[str, object]) -> None:
+    def number(name: str) -> float:
+        value = fields.get(name)
+        return float(value) if isinstance(value, int | float) else 0.0
+
+    metrics.observe_model_call(
+        provider=str(fields.get("provider") or ""),
+        model=str(fields.get("model") or ""),
+        kind=kind,
+        prompt_tokens=int(number("prompt_tokens")),
+        completion_tokens=int(number("completion_tokens")),
+        cost_usd=number("cost_usd"),
+        success=fields.get("success") is not False,
+        cached=bool(fields.get("cached")),
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import sysconfig
 from pathlib import Path
+from urllib.parse import quote
 
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import (
@@ -19,7 +20,9 @@ from temporalio.api.operatorservice.v1 import (
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import Runtime
 
+from engine.platform import telemetry
 from engine.platform.settings import Settings
 
 # Search attributes on every run (registered by `weft dev`, documented for clusters).
@@ -35,14 +38,29 @@ SEARCH_ATTRIBUTES: tuple[SearchAttributeKey[str], ...] = (
 )
 
 
-async def connect(settings: Settings, *, lazy: bool = False) -> Client:
-    """The Temporal client every process uses (pydantic data converter)."""
+async def connect(
+    settings: Settings, *, lazy: bool = False, runtime: Runtime | None = None
+) -> Client:
+    """The Temporal client every process uses (pydantic data converter; the
+    tracing interceptor when ``WEFT_OTEL_TRACING`` is on; ``runtime`` for a
+    worker that serves the SDK's metrics)."""
     return await Client.connect(
         settings.temporal_target,
         namespace=settings.temporal_namespace,
         data_converter=pydantic_data_converter,
+        interceptors=telemetry.client_interceptors(settings),
         lazy=lazy,
+        runtime=runtime,
     )
+
+
+def ui_link(settings: Settings, workflow_id: str | None) -> str | None:
+    """Where a run is shown in the Temporal Web UI (None without a UI base or run)."""
+    base = settings.resolved_temporal_ui_url
+    if not base or not workflow_id:
+        return None
+    namespace = quote(settings.temporal_namespace, safe="")
+    return f"{base}/namespaces/{namespace}/workflows/{quote(workflow_id, safe='')}"
 
 
 def installed_binary(name: str, package: str) -> Path:

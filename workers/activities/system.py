@@ -15,8 +15,10 @@ class SystemActivities:
 
     @PING_QUEUE.defn
     async def ping_queue(self, params: PingInput) -> PingResult:
+        queue = activity.info().task_queue
+        activity.logger.info("ping answered on %s", queue)
         return PingResult(
-            queue=activity.info().task_queue,
+            queue=queue,
             worker=self._identity,
             python=platform.python_version(),
         )
