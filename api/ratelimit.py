@@ -1,23 +1,30 @@
 """Rate limiting at the edge: one counter per route group and principal.
 
-Plain ASGI (like ``api.middleware``) so streamed responses pass through. The
-principal is found without touching the database: API keys are bucketed by
-their hash, valid JWTs by subject, everything else by client address. A key
-or token is not verified here (the routes do that); an unknown key only gets
-a bucket of its own, which still caps what it can make the API do.
+Plain ASGI (like ``api.middleware``) so streamed responses pass through. A
+request is counted for the principal it authenticates as, or else for its
+client address: a live API key (read exactly as authentication reads it, so
+``KEY`` and ``KEY\\xa0`` are one key) by its id, a validly signed JWT by its
+subject, and anything else — no credential, an unknown, revoked or expired
+key, a forged token — by address, so made-up credentials never buy a fresh
+bucket. Sign-in and refresh are anonymous calls, always counted by address.
+The client address is the connection's: forwarded headers are honoured only
+by the server, and only from ``WEFT_TRUSTED_PROXIES`` (see ``weft api``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import time
 from datetime import UTC, datetime
 
 import jwt
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.middleware import header_value, send_error
-from engine.identity.hashing import API_KEY_PREFIX
+from engine.identity.principals import live_api_key_id, looks_like_api_key, presented_credential
 from engine.platform.errors import Unavailable
 from engine.platform.ratelimit import RateDecision, RateLimiter, route_group
 from engine.platform.settings import Settings
@@ -30,6 +37,10 @@ PROBE_PATHS = frozenset(
     | {"/", "/v1.0/health"}  # partio's health checks
 )
 _RATE_HEADERS = (b"x-ratelimit-limit", b"x-ratelimit-remaining", b"x-ratelimit-reset")
+# Calls that authenticate no one (their credential is in the body): by address only.
+ANONYMOUS_GROUPS = frozenset({"login", "refresh"})
+KEY_CACHE_SECONDS = 30.0
+KEY_CACHE_MAX = 10_000
 
 
 def rate_headers(decision: RateDecision) -> list[tuple[bytes, bytes]]:
@@ -62,6 +73,8 @@ class RateLimitMiddleware:
         self.app = app
         self.settings = settings
         self._jwt_secret: str | None = None  # read once: resolving may touch the disk
+        # Key hash -> (key id, monotonic time the entry lapses): live keys only.
+        self._live_keys: dict[str, tuple[str, float]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         limiter = self._limiter(scope) if scope["type"] == "http" else None
@@ -69,17 +82,23 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
         group = route_group(scope["method"], scope["path"])
-        key = f"{group}:{self.bucket(scope)}"
         window = self.settings.rate_limit_window_seconds
-        guessing_key = f"auth_failures:{_client_bucket(scope)}" if _has_credential(scope) else None
+        # Failed authentication (a 401) is counted per address: a credential
+        # that does not work, or a failed sign-in.
+        guessing = _has_credential(scope) or group in ANONYMOUS_GROUPS
+        guessing_key = f"auth_failures:{_client_bucket(scope)}" if guessing else None
         try:
-            if guessing_key is not None:
+            if guessing_key is not None:  # refused before a key costs a lookup
                 failures = await limiter.peek(
                     guessing_key, self.settings.rate_limits["auth_failures"], window
                 )
                 if not failures.allowed:
                     await self._refuse(scope, send, failures)
                     return
+            bucket = (
+                _client_bucket(scope) if group in ANONYMOUS_GROUPS else await self.bucket(scope)
+            )
+            key = f"{group}:{bucket}"
             decision = await limiter.hit(key, self.settings.rate_limits[group], window)
         except Unavailable as exc:
             if scope["path"] in PROBE_PATHS:
@@ -125,20 +144,38 @@ class RateLimitMiddleware:
         resources = getattr(getattr(scope.get("app"), "state", None), "resources", None)
         return getattr(resources, "rate_limiter", None)
 
-    def bucket(self, scope: Scope) -> str:
+    async def bucket(self, scope: Scope) -> str:
         """The principal a request is counted for: ``key:…``, ``user:…`` or ``ip:…``."""
-        api_key = header_value(scope, b"x-api-key")
-        scheme, _, token = (header_value(scope, b"authorization") or "").partition(" ")
-        token = token.strip()
-        if not api_key and scheme.lower() == "bearer" and token.startswith(API_KEY_PREFIX):
-            api_key = token
-        if api_key:
-            return "key:" + hashlib.sha256(api_key.encode()).hexdigest()[:32]
-        if scheme.lower() == "bearer" and token:
-            subject = self._jwt_subject(token)
-            if subject:
-                return "user:" + subject
-        return _client_bucket(scope)
+        credential = presented_credential(
+            header_value(scope, b"x-api-key"), header_value(scope, b"authorization")
+        )
+        if not credential:
+            return _client_bucket(scope)
+        if looks_like_api_key(credential):
+            key_id = await self._live_key_id(scope, credential)
+            return f"key:{key_id}" if key_id else _client_bucket(scope)
+        subject = self._jwt_subject(credential)
+        return f"user:{subject}" if subject else _client_bucket(scope)
+
+    async def _live_key_id(self, scope: Scope, key: str) -> str | None:
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        now = time.monotonic()
+        cached = self._live_keys.get(digest)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        sessions = _sessions(scope)
+        if sessions is None:
+            return None
+        try:
+            async with sessions() as session:
+                key_id = await live_api_key_id(session, key)
+        except (SQLAlchemyError, OSError):
+            return None  # the route will fail alike; meanwhile counted by address
+        if key_id is not None:
+            if len(self._live_keys) >= KEY_CACHE_MAX:
+                self._live_keys.clear()
+            self._live_keys[digest] = (key_id, now + KEY_CACHE_SECONDS)
+        return key_id
 
     def _jwt_subject(self, token: str) -> str | None:
         if self._jwt_secret is None:
@@ -156,6 +193,11 @@ class RateLimitMiddleware:
             return None  # not ours, forged or expired: counted by address instead
         subject = claims.get("sub")
         return str(subject) if subject else None
+
+
+def _sessions(scope: Scope) -> async_sessionmaker[AsyncSession] | None:
+    resources = getattr(getattr(scope.get("app"), "state", None), "resources", None)
+    return getattr(resources, "sessions", None)
 
 
 def _client_bucket(scope: Scope) -> str:

@@ -281,7 +281,13 @@ async def create_credential(body: CredentialCreate, caller: AdminCaller) -> Cred
     if user.tenant_id != tenant_id:
         raise InvalidInput("UserId belongs to another tenant", details={"field": "UserId"})
     issued = await accounts.create_api_key(
-        caller.session, user, body.name, sorted(USER_SCOPES), labels=body.labels, tags=body.tags
+        caller.session,
+        user,
+        body.name,
+        sorted(USER_SCOPES),
+        labels=body.labels,
+        tags=body.tags,
+        issuer=caller.principal,
     )
     await caller.session.commit()
     return CredentialPublic.of(issued.record, issued.secret)

@@ -65,13 +65,45 @@ def redact_query(query: str) -> str:
     return _KEY_VALUE.sub(hide, query)
 
 
+class RedactAccessLog(logging.Filter):
+    """Hides sensitive query values (``?token=…``, ``?api_key=…``) in uvicorn's
+    access log, whose records carry ``(client, method, path?query, version, status)``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            path, mark, query = args[2].partition("?")
+            if mark:
+                record.args = (*args[:2], f"{path}?{redact_query(query)}", *args[3:])
+        return True
+
+
+def _json_key(raw: str) -> str:
+    """A JSON string's text as a parser reads it (``pass\\u0077ord`` is ``password``)."""
+    try:
+        decoded = json.loads(f'"{raw}"')
+    except ValueError:
+        return raw
+    return decoded if isinstance(decoded, str) else raw
+
+
 def _scrub_text(text: str) -> str:
     """Best effort for text that is not whole JSON (cut at the cap, forms, plain text)."""
 
     def hide(match: re.Match[str]) -> str:
-        return f'"{match[1]}"{match[2]}"{REDACTED}"' if _sensitive(match[1]) else match[0]
+        sensitive = _sensitive(match[1]) or _sensitive(_json_key(match[1]))
+        return f'"{match[1]}"{match[2]}"{REDACTED}"' if sensitive else match[0]
 
     return redact_query(_JSON_PAIR.sub(hide, text))
+
+
+def _parsed_json(body: bytes) -> tuple[bool, Any]:
+    """The body as the API's routes parse it (``json.loads`` on the bytes: a
+    BOM, UTF-16 and UTF-32 and escaped keys all decoded), or (False, None)."""
+    try:
+        return True, json.loads(body)
+    except (ValueError, RecursionError):
+        return False, None
 
 
 def _decode(body: bytes) -> str | None:
@@ -107,17 +139,15 @@ def redact(body: bytes, content_type: str, cap: int | None = None) -> str:
         or kind in _TEXT_TYPES
         or kind.endswith(("+json", "+xml"))
     )
+    # Redacted on the parsed object, whatever the declared type: a route reads
+    # JSON from bodies sent without one (or with another) too.
+    parsed, value = _parsed_json(body)
+    if parsed and isinstance(value, dict | list):
+        return _cap(json.dumps(_scrub(value), ensure_ascii=False), cap)
     text = _decode(body) if textual else None
     if text is None:
         return f"[binary body: {len(body)} bytes]"
-    if text.lstrip().startswith(("{", "[")):
-        try:
-            text = json.dumps(_scrub(json.loads(text)), ensure_ascii=False)
-        except ValueError:
-            text = _scrub_text(text)
-    else:
-        text = _scrub_text(text)
-    return _cap(text, cap)
+    return _cap(_scrub_text(text.removeprefix("\ufeff")), cap)
 
 
 @dataclass

@@ -13,6 +13,7 @@ import asyncio
 import ctypes
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -34,10 +35,23 @@ STOP_GRACE_SECONDS = 8.0
 TEMPORAL_START_SECONDS = 60.0
 API_START_SECONDS = 60.0
 _PR_SET_PDEATHSIG = 1
+FIRST_ADMIN_FILE = "first-admin.txt"
 
 
 class DevStartError(WeftError):
     code = "DEV_START_FAILED"
+
+
+def _keep_log_private() -> None:
+    """Output redirected to a file (``weft dev > dev.log``) is readable by its
+    owner only: it records requests, addresses and paths."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            descriptor = stream.fileno()
+            if stat.S_ISREG(os.fstat(descriptor).st_mode):
+                os.fchmod(descriptor, 0o600)
+        except (OSError, ValueError):
+            continue  # not a real file, or not ours to change
 
 
 def _die_with_parent() -> None:
@@ -119,11 +133,12 @@ class DevStack:
     # --- running ----------------------------------------------------------------
     def run(self) -> int:
         s = self.settings
+        _keep_log_private()
         s.data_dir.mkdir(parents=True, exist_ok=True)
         self._check_ports()
         first_admin = self._prepare_database()
         if first_admin is not None:
-            self._show_first_admin(first_admin)
+            self._show_first_admin(first_admin, s.data_dir)
         s.resolved_jwt_secret()
 
         previous = {
@@ -184,17 +199,27 @@ class DevStack:
                     child.wait()
 
     @staticmethod
-    def _show_first_admin(first_admin: FirstAdmin) -> None:
+    def _show_first_admin(first_admin: FirstAdmin, data_dir: Path) -> None:
+        """The first admin's password and key go to a terminal only: when the
+        output is a file or a pipe (a log), they go to a file only the owner may
+        read, and the output says where."""
+        lines = [
+            "First admin (shown once; only hashes are stored):",
+            f"  e-mail         {first_admin.email}",
+            f"  password       {first_admin.password}",
+            f"  API key        {first_admin.api_key}",
+        ]
+        if sys.stdout.isatty():
+            print("\n".join(["", *lines]), flush=True)
+            return
+        path = data_dir / FIRST_ADMIN_FILE
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as out:
+            os.fchmod(out.fileno(), 0o600)
+            out.write("\n".join(lines) + "\n")
         print(
-            "\n".join(
-                [
-                    "",
-                    "First admin (shown once; only hashes are stored):",
-                    f"  e-mail         {first_admin.email}",
-                    f"  password       {first_admin.password}",
-                    f"  API key        {first_admin.api_key}",
-                ]
-            ),
+            f"\nFirst admin {first_admin.email} created: its password and API key are in "
+            f"{path.resolve()} (readable by you only; delete it once you have them).",
             flush=True,
         )
 

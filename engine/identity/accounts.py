@@ -10,8 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.db.tables import ApiKey, EmbeddingEndpoint, Tenant, User
 from engine.identity.hashing import hash_api_key, hash_password, new_api_key, new_password
-from engine.identity.principals import ROLES, USER_SCOPES
-from engine.platform.errors import Conflict, InvalidInput, NotFound
+from engine.identity.principals import ROLES, USER_SCOPES, Principal
+from engine.platform.errors import Conflict, Forbidden, InvalidInput, NotFound
 
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_TENANT = "default"
@@ -115,6 +115,25 @@ async def find_user(session: AsyncSession, email: str) -> User:
     return user
 
 
+def bounded_by_issuer(
+    issuer: Principal, scopes: list[str], expires_at: datetime | None
+) -> datetime | None:
+    """The expiry of a key ``issuer`` creates, after checking its scopes.
+
+    A key never out-scopes its creator (Forbidden, naming the scopes), and a
+    key created with an API key never outlives that key: its expiry is
+    clamped to the creator's (a key asked for without one, or for a later
+    one, ends when its creator ends; the answer shows the clamped expiry).
+    """
+    missing = [scope for scope in scopes if not issuer.allows(scope)]
+    if missing:
+        raise Forbidden("A key cannot have scopes its creator lacks", details={"scopes": missing})
+    ceiling = issuer.expires_at if issuer.api_key_id else None
+    if ceiling is None:
+        return expires_at
+    return ceiling if expires_at is None else min(expires_at, ceiling)
+
+
 async def create_api_key(
     session: AsyncSession,
     user: User,
@@ -124,7 +143,12 @@ async def create_api_key(
     expires_at: datetime | None = None,
     labels: list[str] | None = None,
     tags: dict[str, str] | None = None,
+    issuer: Principal | None = None,
 ) -> IssuedKey:
+    """A new key of ``user``; ``issuer``, when a caller creates it, bounds its
+    scopes and expiry (see ``bounded_by_issuer``)."""
+    if issuer is not None:
+        expires_at = bounded_by_issuer(issuer, scopes, expires_at)
     secret = new_api_key()
     record = ApiKey(
         tenant_id=user.tenant_id,

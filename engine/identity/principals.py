@@ -8,16 +8,17 @@ access JWTs from ``/auth/login``, and the global admin keys from settings.
 from __future__ import annotations
 
 import hmac
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from engine.db.tables import ApiKey, AuthSession, User
+from engine.db.tables import ApiKey, AuthSession, Tenant, User
 from engine.identity.hashing import API_KEY_PREFIX, hash_api_key
 from engine.identity.tokens import TokenType, decode
-from engine.platform.errors import Unauthorized, WeftError
+from engine.platform.errors import Forbidden, Unauthorized, WeftError
 from engine.platform.settings import Settings
 
 ADMIN_SCOPE = "admin"
@@ -51,9 +52,49 @@ class InvalidApiKey(WeftError):
     code = "INVALID_API_KEY"
 
 
+class AccountDisabled(Forbidden):
+    """The credential is genuine, but its user or tenant has been deactivated."""
+
+    code = "ACCOUNT_DISABLED"
+
+
 def scopes_for_role(role: str) -> frozenset[str]:
     """Users signed in with a password act with their role's scopes."""
     return frozenset({ADMIN_SCOPE}) if role == "admin" else USER_SCOPES
+
+
+def effective_scopes(granted: Iterable[str], role: str) -> frozenset[str]:
+    """What a key may do now: its scopes within its owner's CURRENT role.
+
+    Decided on every request, so a key outlives no demotion: an ``admin`` key
+    of a user who is no longer an admin acts with a user's scopes only.
+    """
+    granted, allowed = frozenset(granted), scopes_for_role(role)
+    if ADMIN_SCOPE in allowed:
+        return granted
+    if ADMIN_SCOPE in granted:  # "everything", within what the role allows
+        return allowed
+    return granted & allowed
+
+
+def ensure_enabled(user: User, tenant: Tenant | None) -> None:
+    """Refuse a user, or a user of a tenant, that has been deactivated."""
+    if tenant is None or not tenant.active:
+        raise AccountDisabled("This tenant is deactivated", details={"reason": "tenant"})
+    if not user.active:
+        raise AccountDisabled("This user is deactivated", details={"reason": "user"})
+
+
+def presented_credential(api_key: str | None, authorization: str | None) -> str | None:
+    """The credential a request carries, exactly as authentication reads it:
+    ``X-API-Key`` first, else an ``Authorization: Bearer`` token, whitespace
+    (any Unicode whitespace, such as a no-break space) stripped."""
+    if api_key and api_key.strip():
+        return api_key.strip()
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return None
 
 
 @dataclass(frozen=True)
@@ -72,6 +113,8 @@ class Principal:
     is_superuser: bool = False
     api_key_id: str | None = None
     session_id: str | None = None
+    # When the credential itself stops working (API keys); keys it creates end no later.
+    expires_at: datetime | None = None
 
     def allows(self, scope: str) -> bool:
         return ADMIN_SCOPE in self.scopes or scope in self.scopes
@@ -103,37 +146,60 @@ async def authenticate(session: AsyncSession, settings: Settings, credential: st
     return await authenticate_access_token(session, settings, credential)
 
 
+async def live_api_key_id(session: AsyncSession, key: str) -> str | None:
+    """The id of an unrevoked, unexpired key (what rate limits count a key
+    by), or None: an unknown key is no principal of its own."""
+    row = (
+        await session.execute(
+            select(ApiKey.id, ApiKey.revoked_at, ApiKey.expires_at).where(
+                ApiKey.key_hash == hash_api_key(key)
+            )
+        )
+    ).first()
+    if row is None or row.revoked_at is not None:
+        return None
+    if row.expires_at is not None and row.expires_at <= datetime.now(UTC):
+        return None
+    return str(row.id)
+
+
 async def authenticate_api_key(session: AsyncSession, key: str) -> Principal:
-    """Unknown, revoked and inactive keys fail alike; expired ones say so."""
+    """Unknown and revoked keys fail alike; expired ones say so; a key of a
+    deactivated user or tenant is refused with ``ACCOUNT_DISABLED``. The key
+    acts with its scopes within its owner's current role."""
     now = datetime.now(UTC)
     row = (
         await session.execute(
-            select(ApiKey, User)
+            select(ApiKey, User, Tenant)
             .join(User, User.id == ApiKey.user_id)
+            .join(Tenant, Tenant.id == User.tenant_id)
             .where(ApiKey.key_hash == hash_api_key(key))
         )
     ).first()
     if row is None:
         raise InvalidApiKey("API key invalid or revoked")
-    api_key, user = row
-    if api_key.revoked_at is not None or not user.active:
+    api_key, user, tenant = row
+    if api_key.revoked_at is not None:
         raise InvalidApiKey("API key invalid or revoked")
     if api_key.expires_at is not None and api_key.expires_at <= now:
         raise InvalidApiKey(
             "API key expired", details={"expired_at": api_key.expires_at.isoformat()}
         )
+    ensure_enabled(user, tenant)
     # Record use at most once a minute: a write per request would serialise
     # every call on the database (SQLite most of all).
     if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_RESOLUTION:
         api_key.last_used_at = now
         await session.commit()
+    scopes = effective_scopes(api_key.scopes, user.role)
     return Principal(
         user_id=user.id,
         tenant_id=api_key.tenant_id,
         role=user.role,
-        scopes=frozenset(api_key.scopes),
-        is_superuser=user.is_superuser and ADMIN_SCOPE in api_key.scopes,
+        scopes=scopes,
+        is_superuser=user.is_superuser and ADMIN_SCOPE in scopes,
         api_key_id=api_key.id,
+        expires_at=api_key.expires_at,
     )
 
 
@@ -143,16 +209,18 @@ async def authenticate_access_token(
     claims = decode(settings, token, TokenType.ACCESS)
     row = (
         await session.execute(
-            select(AuthSession, User)
+            select(AuthSession, User, Tenant)
             .join(User, User.id == AuthSession.user_id)
+            .join(Tenant, Tenant.id == User.tenant_id)
             .where(AuthSession.id == claims.session_id, User.id == claims.subject)
         )
     ).first()
     if row is None:
         raise Unauthorized("Invalid or expired token")
-    auth_session, user = row
-    if auth_session.revoked_at is not None or not user.active:
+    auth_session, user, tenant = row
+    if auth_session.revoked_at is not None:
         raise Unauthorized("Invalid or expired token", details={"reason": "session ended"})
+    ensure_enabled(user, tenant)
     return Principal(
         user_id=user.id,
         tenant_id=user.tenant_id,

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from engine.db.tables import AuthSession, RefreshToken, User
+from engine.db.tables import AuthSession, RefreshToken, Tenant, User
 from engine.identity import accounts
 from engine.identity.hashing import hash_password, verify_password
-from engine.identity.principals import Principal
+from engine.identity.principals import Principal, ensure_enabled
 from engine.identity.tokens import TokenType, decode, issue
 from engine.platform.errors import Forbidden, Unauthorized, WeftError
 from engine.platform.settings import Settings
@@ -104,7 +104,8 @@ async def login(
     password: str,
     failures: RateLimiter | None = None,
 ) -> TokenPair:
-    """Unknown e-mail and wrong password answer the same message in the same time."""
+    """Unknown e-mail and wrong password answer the same message in the same time;
+    the right password of a deactivated user or tenant answers ``ACCOUNT_DISABLED``."""
     key = f"login-failures:{email.strip().lower()}"
     limit, window = settings.login_failure_limit, settings.login_failure_window_seconds
     if failures is not None:
@@ -116,10 +117,11 @@ async def login(
             )
     user = (await session.scalars(select(User).where(User.email == email.strip().lower()))).first()
     valid = verify_password(password, user.password_hash if user else _DUMMY_HASH)
-    if user is None or not valid or not user.active:
+    if user is None or not valid:
         if failures is not None:
             await failures.hit(key, limit, window)
         raise Unauthorized(LOGIN_FAILED)
+    ensure_enabled(user, await session.get(Tenant, user.tenant_id))
     return await _start_session(session, settings, user)
 
 
@@ -138,8 +140,9 @@ async def refresh(session: AsyncSession, settings: Settings, token: str) -> Toke
         await session.commit()
         raise Unauthorized("Invalid or expired token", details={"reason": "token reuse"})
     user = await session.get(User, auth_session.user_id)
-    if user is None or not user.active:
+    if user is None:
         raise Unauthorized("Invalid or expired token")
+    ensure_enabled(user, await session.get(Tenant, user.tenant_id))
     # Mark used only if still unused: two concurrent refreshes cannot both win.
     claimed = await session.execute(
         update(RefreshToken)

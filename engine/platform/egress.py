@@ -76,6 +76,13 @@ class UpstreamTooLarge(WeftError):
     retryable = False
 
 
+class UpstreamUnreachable(WeftError):
+    """The URL's host does not resolve (or not in time): nothing to call."""
+
+    code = "UPSTREAM_UNREACHABLE"
+    retryable = True
+
+
 def address_category(ip: IPAddress) -> str:
     """``public``, ``loopback``, ``private`` or an always-refused category."""
     if isinstance(ip, ipaddress.IPv6Address):
@@ -251,6 +258,30 @@ async def resolve_target(
                 details={"host": host, "reason": reason},
             )
     return Target(parsed, host, addresses[0])
+
+
+async def check_destination(
+    url: str | httpx.URL,
+    settings: Settings,
+    *,
+    tenant: bool = False,
+    timeout_seconds: float | None = None,
+) -> None:
+    """Check ``url`` now, before work that will call it is queued: EgressDenied
+    when the policy forbids it, UpstreamUnreachable when its host does not
+    resolve within ``timeout_seconds`` (default ``provider_timeout_seconds``).
+    A caller that waits for the work answers at once instead of after retries."""
+    seconds = timeout_seconds or settings.provider_timeout_seconds
+    host = parse_url(url).host
+    try:
+        async with asyncio.timeout(seconds):
+            await resolve_target(url, settings, tenant=tenant)
+    except httpx.ConnectError as exc:
+        raise UpstreamUnreachable(str(exc), details={"host": host}) from None
+    except TimeoutError:
+        raise UpstreamUnreachable(
+            f"cannot resolve {host} within {seconds:g}s", details={"host": host}
+        ) from None
 
 
 class GuardedResponse:

@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -153,8 +154,14 @@ def test_weft_dev_runs_stops_and_restarts_with_its_data(
     while "Press Ctrl-C" not in first.output() and time.monotonic() < deadline:
         time.sleep(0.2)
     output = first.output()
-    key = re.search(r"API key\s+(znt_\S+)", output)
-    assert key, output
+    # The first admin's secrets stay out of the log: they are in an owner-only file.
+    assert "znt_" not in output and "password  " not in output, output
+    assert stat.S_IMODE(first.log.stat().st_mode) == 0o600
+    credentials = tmp_path / ".weft" / "first-admin.txt"
+    assert str(credentials) in output
+    assert stat.S_IMODE(credentials.stat().st_mode) == 0o600
+    key = re.search(r"API key\s+(znt_\S+)", credentials.read_text())
+    assert key, credentials.read_text()
     assert f"http://127.0.0.1:{first.ui_port}" in output and "/docs" in output
     ui = httpx.get(f"http://127.0.0.1:{first.ui_port}/", timeout=10)
     assert ui.status_code == 200 and "<html" in ui.text.lower()
@@ -166,7 +173,7 @@ def test_weft_dev_runs_stops_and_restarts_with_its_data(
     workflow_id = check.json()["data"]["workflow_id"]
 
     assert stop(first, signal.SIGINT) == []
-    assert (tmp_path / ".weft" / "weft.db").exists()
+    assert stat.S_IMODE((tmp_path / ".weft" / "weft.db").stat().st_mode) == 0o600
     assert (tmp_path / ".weft" / "temporal.db").exists()
 
     second = start_dev(tmp_path, dev_env, "second")

@@ -138,11 +138,16 @@ async def test_one_tenant_exhausted_leaves_another_untouched(
 
 async def test_route_groups_count_separately(settings: Settings, backend: dict) -> None:
     await clear_of_window_edge()
+    (busy,) = await tenant_keys(settings, 1)
     async with api_client(create_app(limited(settings, backend, default=2, login=2))) as http:
         for _ in range(2):
-            await http.get(MISSING, headers={"X-API-Key": "znt_busy"})
-        assert (await http.get(MISSING, headers={"X-API-Key": "znt_busy"})).status_code == 429
-        logins = [await http.post("/api/v1/auth/login", json={}) for _ in range(3)]
+            await http.get(MISSING, headers={"X-API-Key": busy})
+        assert (await http.get(MISSING, headers={"X-API-Key": busy})).status_code == 429
+        # Login is anonymous: counted by address even when a (live) key is sent.
+        logins = [
+            await http.post("/api/v1/auth/login", json={}, headers={"X-API-Key": busy})
+            for _ in range(3)
+        ]
         # Login is counted by client address, not by the exhausted key's bucket.
         assert remaining(await http.get(MISSING)) == 1
     assert [r.status_code for r in logins[:2]] == [422, 422]
@@ -326,3 +331,23 @@ async def test_guessing_credentials_locks_out_the_address_not_others(
         assert int(refused.headers["retry-after"]) > 0
         fine = await other.get("/api/v1/users/me", headers={"X-API-Key": good})
         assert fine.status_code == 200
+
+
+async def test_each_seed_reads_the_refusal_under_its_own_code(settings: Settings) -> None:
+    """zentoria says RATE_LIMIT_EXCEEDED; auterity (/api) and z2's own paths RATE_LIMITED."""
+    keys = await tenant_keys(settings, 3)  # one bucket each
+    app = create_app(limited(settings, {}, default=1))
+    async with api_client(app) as http:
+        await clear_of_window_edge()
+        for key, (path, code) in zip(keys, [
+            ("/api/v1/users/me", "RATE_LIMIT_EXCEEDED"),
+            ("/api/workflows", "RATE_LIMITED"),
+            ("/api/v1/agents", "RATE_LIMITED"),
+        ], strict=True):  # fmt: skip
+            headers = {"X-API-Key": key}
+            assert (await http.get(path, headers=headers)).status_code == 200
+            refused = await http.get(path, headers=headers)
+            assert refused.status_code == 429, refused.text
+            error = refused.json()["error"]
+            assert error["code"] == code, (path, error)
+            assert error["details"].get("code", code) == "RATE_LIMIT_EXCEEDED"
