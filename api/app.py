@@ -29,6 +29,7 @@ from api.routes import (
     files,
     health,
     mcp_tools,
+    metrics,
     model_providers,
     model_routing,
     models,
@@ -115,6 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         partio_process.router,
         partio_requests.router,
         system.router,
+        metrics.router,
         # Models: the providers router first, so /models/providers/{id} is not
         # taken for a model named "providers/...".
         model_providers.router,

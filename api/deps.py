@@ -1,5 +1,6 @@
 """FastAPI dependencies: typed aliases for what routers may ask for."""
 
+import hmac
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -11,7 +12,8 @@ from temporalio.client import Client
 
 from api.resources import Resources
 from engine.db.scope import TenantScope
-from engine.identity.principals import Principal, authenticate
+from engine.identity.principals import Principal, authenticate, presented_credential
+from engine.platform import logs
 from engine.platform.errors import Forbidden, Unauthorized
 from engine.platform.settings import Settings
 
@@ -57,14 +59,17 @@ async def get_principal(
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     """The authenticated caller, checked against the route's declared scope."""
-    credential = api_key or (bearer.credentials if bearer else None)
+    # Read exactly as the rate limiter reads it (the declared schemes above
+    # document the two headers in OpenAPI).
+    credential = presented_credential(api_key, request.headers.get("authorization"))
     if not credential:
         raise Unauthorized("Authentication required: send a Bearer token or X-API-Key")
-    principal = await authenticate(session, settings, credential.strip())
+    principal = await authenticate(session, settings, credential)
     # End the read transaction: the connection goes back to the pool instead of
     # staying checked out while the route waits on a provider or Temporal.
     await session.commit()
     request.state.principal = principal  # read by request history
+    logs.bind_tenant(principal.tenant_id)  # every line logged from here on names the tenant
     for scope in security_scopes.scopes:
         if not principal.allows(scope):
             raise Forbidden(f"This call needs the {scope!r} scope")
@@ -109,3 +114,35 @@ def requires(scope: str, *, across_tenants: bool = False) -> Any:
         return Caller(principal, db, settings)
 
     return Depends(caller)
+
+
+async def get_operator(
+    principal: Annotated[Principal, Security(get_principal, scopes=["admin"])],
+) -> Principal:
+    """A global administrator: the caller of deployment-wide operations."""
+    if not principal.is_superuser:
+        raise Forbidden("This call needs a global administrator")
+    return principal
+
+
+async def get_metrics_reader(
+    request: Request,
+    security_scopes: SecurityScopes,
+    session: SessionDep,
+    settings: SettingsDep,
+    api_key: Annotated[str | None, Depends(_api_key_header)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """Metrics readers: a scraper with ``Bearer $WEFT_METRICS_TOKEN``, or a global
+    administrator (the series cover every tenant)."""
+    token = settings.metrics_token
+    offered = bearer.credentials if bearer is not None and not api_key else ""
+    if token and offered and hmac.compare_digest(offered.encode(), token.encode()):
+        return
+    principal = await get_principal(request, security_scopes, session, settings, api_key, bearer)
+    if not principal.is_superuser:
+        raise Forbidden("Metrics need a global administrator or the metrics token")
+
+
+Operator = Annotated[Principal, Depends(get_operator)]
+MetricsReader = Security(get_metrics_reader, scopes=["admin"])

@@ -31,12 +31,14 @@ class ErrorPublic(BaseModel):
 
 
 class Envelope(BaseModel, Generic[DataT]):
-    """``{"success", "data", "error", "meta"}``, declared as ``Envelope[XPublic]``."""
+    """``{"success", "data", "error", "meta"}``, declared as ``Envelope[XPublic]``;
+    ``metadata`` repeats ``meta`` under sutazai's name for its clients."""
 
     success: bool
     data: DataT
     error: ErrorPublic | None
     meta: Meta
+    metadata: Meta
 
 
 def timestamp() -> str:
@@ -56,12 +58,44 @@ def ok(
     """The success envelope around ``data``: a response model, or the JSON dump of
     one when the route leaves some of its keys out."""
     payload = data.model_dump(mode="json", by_alias=True) if isinstance(data, BaseModel) else data
-    body = {"success": True, "data": payload, "error": None, "meta": meta(request_id)}
+    about = meta(request_id)
+    body = {"success": True, "data": payload, "error": None, "meta": about, "metadata": about}
     return JSONResponse(body, status_code=status_code)
 
 
 def is_partio_path(path: str) -> bool:
     return path == "/" or path.startswith("/v1.0/") or path == "/v1.0"
+
+
+# The error codes auterity (``/api``) and z2 (its own ``/api/v1`` paths) document
+# for what the engine calls by the canonical (zentoria) name; the canonical code
+# stays in ``details.code``. The HTTP status is the same either way.
+AUTERITY_CODES = {
+    "RATE_LIMIT_EXCEEDED": "RATE_LIMITED",
+    "MODEL_API_ERROR": "AI_SERVICE_ERROR",
+    "CIRCUIT_OPEN": "AI_SERVICE_ERROR",
+    "UPSTREAM_RESPONSE_TOO_LARGE": "AI_SERVICE_ERROR",
+    "RUN_FAILED": "WORKFLOW_ERROR",
+}
+# On auterity's model routes only: other routes time out on other upstreams.
+AUTERITY_AI_CODES = {
+    "GATEWAY_TIMEOUT": "AI_SERVICE_ERROR",
+    "SERVICE_UNAVAILABLE": "AI_SERVICE_ERROR",
+}
+Z2_CODES = {"RATE_LIMIT_EXCEEDED": "RATE_LIMITED"}
+Z2_PREFIXES = ("/api/v1/agents", "/api/v1/workflows", "/api/v1/a2a/", "/api/v1/consent/",
+               "/api/v1/mcp/sessions", "/api/v1/mcp/tools", "/api/v1/models/providers")  # fmt: skip
+
+
+def dialect_code(path: str, code: str) -> str:
+    """``code`` as the document that owns ``path`` names it."""
+    if path.startswith("/api/") and not path.startswith("/api/v1/"):
+        if path.startswith(("/api/ai/", "/api/models/")) and code in AUTERITY_AI_CODES:
+            return AUTERITY_AI_CODES[code]
+        return AUTERITY_CODES.get(code, code)
+    if path.startswith(Z2_PREFIXES):
+        return Z2_CODES.get(code, code)
+    return code
 
 
 def error_body(
@@ -82,15 +116,20 @@ def error_body(
             "TimestampUtc": timestamp(),
             "RequestId": request_id,
         }
+    about = meta(request_id)
+    named = dialect_code(path, code)
+    if named != code:
+        details = {**(details or {}), "code": code}
     return {
         "success": False,
         "data": None,
         "error": {
-            "code": code,
+            "code": named,
             "message": message,
             "details": details or {},
             "request_id": request_id,
             "timestamp": timestamp(),
         },
-        "meta": meta(request_id),
+        "meta": about,
+        "metadata": about,
     }

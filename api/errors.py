@@ -23,6 +23,8 @@ STATUS_BY_CODE: dict[str, int] = {
     "UNAUTHORIZED": 401,
     "INVALID_API_KEY": 401,
     "FORBIDDEN": 403,
+    # A genuine credential of a deactivated user or tenant.
+    "ACCOUNT_DISABLED": 403,
     "NOT_FOUND": 404,
     "METHOD_NOT_ALLOWED": 405,
     # z2's named not-founds (agents, workflows) and the execution index's.
@@ -45,7 +47,18 @@ STATUS_BY_CODE: dict[str, int] = {
     "A2A_PUSH_CONFIG_NOT_FOUND": 404,
     "A2A_REMOTE_ERROR": 502,
     "A2A_REMOTE_REFUSED": 502,
+    # z2's A2A sessions: a refused message or turn, and a delivery that failed.
+    "A2A_SESSION_NOT_FOUND": 404,
+    "A2A_SESSION_CLOSED": 409,
+    "A2A_LIMIT_EXCEEDED": 422,
+    "A2A_MESSAGE_TOO_LARGE": 413,
+    "A2A_MESSAGE_FAILED": 502,
     "TASK_NOT_COMPLETED": 409,
+    # z2 consent: an unknown consent, a revoked one granted again, and an execution
+    # whose data subject has not granted consent for its data categories.
+    "CONSENT_NOT_FOUND": 404,
+    "CONSENT_ALREADY_REVOKED": 409,
+    "CONSENT_REQUIRED": 403,
     "DUPLICATE_RESOURCE": 409,
     "PAYLOAD_TOO_LARGE": 413,
     "UNSUPPORTED_MEDIA_TYPE": 415,
@@ -61,6 +74,9 @@ STATUS_BY_CODE: dict[str, int] = {
     "CIRCUIT_OPEN": 503,
     "GATEWAY_TIMEOUT": 504,
     "EGRESS_DENIED": 400,
+    # A run the API waited for: it failed, or its upstream could not be reached.
+    "RUN_FAILED": 502,
+    "UPSTREAM_UNREACHABLE": 502,
 }
 CODE_BY_STATUS: dict[int, str] = {
     400: "VALIDATION_ERROR",

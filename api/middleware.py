@@ -10,11 +10,15 @@ import json
 import logging
 import re
 import secrets
+import time
 from typing import Any
 
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.envelope import error_body
+from engine.platform import logs, metrics
+from engine.platform.ratelimit import route_group
 
 log = logging.getLogger("weft.api")
 
@@ -47,6 +51,9 @@ class EdgeMiddleware:
       client disconnect, and whatever it would have answered is dropped).
     - Any exception that escapes the app becomes the contract's 500 envelope,
       logged with the request id, never a stack trace to the client.
+    - Logging and metrics: the request id is bound for every line logged while
+      the request is served; its route template, method, status and duration go
+      to the Prometheus series (429s also by rate-limit group).
     """
 
     def __init__(self, app: ASGIApp, *, max_body: int, max_upload: int) -> None:
@@ -66,6 +73,24 @@ class EdgeMiddleware:
             else f"req_{secrets.token_hex(8)}"
         )
         scope.setdefault("state", {})["request_id"] = request_id
+        token = logs.bind_request(request_id)
+        began = time.perf_counter()
+        status = 0
+
+        async def send_counted(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self._serve(scope, receive, send_counted, request_id)
+        finally:
+            logs.unbind_request(token)
+            if status:  # nothing went out (the client left first): nothing to count
+                _observe(scope, status, time.perf_counter() - began)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
         content_type = header_value(scope, b"content-type") or ""
         limit = self.max_upload if content_type.startswith("multipart/") else self.max_body
         started = False
@@ -125,6 +150,39 @@ class EdgeMiddleware:
             f"request body is larger than {limit} bytes",
             {"limit_bytes": limit},
         )
+
+
+def route_template(scope: Scope) -> str:
+    """The path template that served (or would serve) a request, for metric labels."""
+    route = scope.get("route")
+    if route is None:  # refused before routing (429, 413): find the route it was for
+        app = scope.get("app")
+        route = _matching(getattr(getattr(app, "router", None), "routes", ()), scope)
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) and path else metrics.UNMATCHED_ROUTE
+
+
+def _matching(routes: Any, scope: Scope) -> Any:
+    """The route among ``routes`` (included routers searched) that serves ``scope``."""
+    for candidate in routes:
+        # FastAPI keeps an included router whole (app.include_router without a prefix).
+        included = getattr(candidate, "original_router", None)
+        if included is not None:
+            found = _matching(included.routes, scope)
+            if found is not None:
+                return found
+            continue
+        match, _ = candidate.matches(scope)
+        if match is Match.FULL:
+            return candidate
+    return None
+
+
+def _observe(scope: Scope, status: int, seconds: float) -> None:
+    method = scope.get("method", "")
+    metrics.observe_request(method, route_template(scope), status, seconds)
+    if status == 429:
+        metrics.RATE_LIMITED.labels(route_group(method, scope.get("path", ""))).inc()
 
 
 async def send_error(

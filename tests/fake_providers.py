@@ -77,6 +77,7 @@ class FakeProvider:
     models: list[str] = field(default_factory=lambda: ["llama-test", "nomic-embed-text"])
     api_key: str | None = None
     behaviour: str = "ok"  # or 429, 500, malformed, hang, 404 for every request
+    lists_trouble: bool = True  # whether the model list shows TROUBLE_MODELS too
     token_delay: float = 0.0
     pull_gate: asyncio.Event | None = None
     requests: list[Recorded] = field(default_factory=list)
@@ -85,6 +86,9 @@ class FakeProvider:
     url: str = ""
     release: asyncio.Event = field(default_factory=asyncio.Event)
     closed_early: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def listed(self) -> list[str]:
+        return [*self.models, *(TROUBLE_MODELS if self.lists_trouble else ())]
 
     def paths(self) -> list[str]:
         return [r.path for r in self.requests]
@@ -211,7 +215,7 @@ def ollama_app(fake: FakeProvider) -> Starlette:
                         "modified_at": "2026-01-15T10:00:00Z",
                         "details": {"family": "fake"},
                     }
-                    for i, m in enumerate([*fake.models, *TROUBLE_MODELS])
+                    for i, m in enumerate(fake.listed())
                 ]
             }
         )
@@ -347,7 +351,7 @@ def openai_app(fake: FakeProvider) -> Starlette:
                 "object": "list",
                 "data": [
                     {"id": m, "object": "model", "created": 1, "owned_by": "fake"}
-                    for m in [*fake.models, *TROUBLE_MODELS]
+                    for m in fake.listed()
                 ],
             }
         )

@@ -29,7 +29,7 @@ from engine.ai.runtime import ModelRuntime
 from engine.db.connection import create_engine, create_sessionmaker
 from engine.events import doorbell
 from engine.events.doorbell import Doorbell
-from engine.platform import temporal
+from engine.platform import telemetry, temporal
 from engine.platform.egress import new_http_client
 from engine.platform.queues import TaskQueue, queue_name
 from engine.platform.settings import Settings
@@ -44,6 +44,7 @@ from workers.activities.models import ModelActivities
 from workers.activities.pipelines import PipelineActivities
 from workers.activities.schedules import ScheduleActivities
 from workers.activities.system import SystemActivities
+from workflows.a2a_exchange import A2AExchangeWorkflow
 from workflows.a2a_task import A2ATaskWorkflow
 from workflows.command import CommandWorkflow
 from workflows.document_processing import DocumentProcessingWorkflow
@@ -68,6 +69,7 @@ WORKFLOWS: list[type] = [
     WebhookDeliveryWorkflow,
     CommandWorkflow,
     A2ATaskWorkflow,
+    A2AExchangeWorkflow,
 ]
 
 
@@ -177,6 +179,7 @@ def activities_by_queue(
             steps.load_definition,
             steps.record_execution,
             steps.open_callback,
+            steps.check_consent,
         ]
         # Local activities of the workflows this worker runs (a pipeline's step events).
         queues[TaskQueue.WORKFLOWS] = [steps.emit_step_events]
@@ -207,6 +210,7 @@ def activities_by_queue(
             a2a.run_a2a_pipeline,
             a2a.record_a2a_task,
             a2a.call_remote_agent,
+            a2a.record_a2a_session,
         ]
     return queues
 
@@ -242,7 +246,9 @@ def build_workers(
 
 async def run_workers(settings: Settings, queues: Sequence[TaskQueue], stop: asyncio.Event) -> None:
     """Serve ``queues`` until ``stop`` is set, then shut down cleanly."""
-    client = await temporal.connect(settings)
+    # With WEFT_WORKER_METRICS_ADDRESS, a runtime serving the SDK's metrics (made
+    # before this process's first connection).
+    client = await temporal.connect(settings, runtime=telemetry.worker_runtime(settings))
     resources = WorkerResources.open(settings)
     if TaskQueue.ML in queues or TaskQueue.CPU in queues:  # they embed or count tokens
         asyncio.get_running_loop().run_in_executor(None, local.warm_up)

@@ -19,6 +19,7 @@ from typing import Any, Generic, TypeVar, Unpack
 from pydantic import BaseModel, Field
 from temporalio import activity, workflow
 
+from workflows.a2a_exchange_payloads import A2ASessionRecord
 from workflows.a2a_payloads import (
     A2AAgentCall,
     A2AAnswer,
@@ -52,6 +53,8 @@ from workflows.event_payloads import (
 )
 from workflows.pipeline_payloads import (
     CallbackOpened,
+    ConsentCheck,
+    ConsentHeld,
     ExecutionRecord,
     LoadDefinitionInput,
     LoadedDefinition,
@@ -96,6 +99,8 @@ class Activity(StrEnum):
     RUN_A2A_PIPELINE = "run_a2a_pipeline"
     RECORD_A2A_TASK = "record_a2a_task"
     CALL_REMOTE_AGENT = "call_remote_agent"
+    RECORD_A2A_SESSION = "record_a2a_session"
+    CHECK_CONSENT = "check_consent"
 
 
 @dataclass(frozen=True)
@@ -241,3 +246,5 @@ ANSWER_A2A_AGENT = ActivityDef(Activity.ANSWER_A2A_AGENT, A2AAgentCall, A2AAnswe
 RUN_A2A_PIPELINE = ActivityDef(Activity.RUN_A2A_PIPELINE, A2APipelineCall, A2AAnswer)
 RECORD_A2A_TASK = ActivityDef(Activity.RECORD_A2A_TASK, A2ATaskRecord, type(None))
 CALL_REMOTE_AGENT = ActivityDef(Activity.CALL_REMOTE_AGENT, RemoteAgentCall, RemoteResult)
+RECORD_A2A_SESSION = ActivityDef(Activity.RECORD_A2A_SESSION, A2ASessionRecord, type(None))
+CHECK_CONSENT = ActivityDef(Activity.CHECK_CONSENT, ConsentCheck, ConsentHeld)

@@ -81,6 +81,7 @@ class FinishInput(BaseModel):
     chunks: int = 0
     model: str | None = None
     excerpt: str = ""
+    ocr_pages: int = 0
     error_code: str | None = None
     error_message: str | None = None
 

@@ -155,12 +155,13 @@ class DocumentProcessingWorkflow:
         model = None
         finish = FinishInput(
             ref=ref, workflow_id=workflow.info().workflow_id, ok=True, pages=pages,
-            chunks=total, excerpt=excerpt,
+            chunks=total, excerpt=excerpt, ocr_pages=ocr_pages,
         )  # fmt: skip
         if params.embedding is not None:
             total, model = await self._embed_and_index(ref, params.embedding, chunks_key, finish)
         else:
-            await self._finish(ref, ok=True, pages=pages, chunks=total, excerpt=excerpt)
+            await self._finish(ref, ok=True, pages=pages, chunks=total, excerpt=excerpt,
+                               ocr_pages=ocr_pages)  # fmt: skip
         return DocumentProcessingResult(
             file_id=ref.file_id,
             pages=pages,

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from api.deps import Caller, requires
 from api.envelope import Envelope, ok
@@ -96,8 +96,34 @@ class SimpleChatBody(BaseModel):
         )
 
 
+BATCH_DEFAULTS = ("model", "system", "temperature", "max_tokens", "fallback_model")
+
+
 class BatchBody(BaseModel):
+    """``{"requests": [...]}``; also a bare list, or ``messages``/``prompts``. An item
+    is a ``/chat`` body or just its message; ``model``, ``temperature``, … next to
+    the list apply to every item that does not set its own."""
+
     requests: list[SimpleChatBody] = Field(min_length=1, max_length=BATCH_MAX)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shapes(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            value = {"requests": value}
+        if not isinstance(value, dict):
+            return value
+        items = next((value[k] for k in ("requests", "messages", "prompts") if k in value), None)
+        if not isinstance(items, list):
+            return value
+        shared = {k: value[k] for k in BATCH_DEFAULTS if k in value}
+        return {
+            "requests": [
+                {**shared, "message": item} if isinstance(item, str)
+                else {**shared, **item} if isinstance(item, dict) else item
+                for item in items
+            ]
+        }  # fmt: skip
 
 
 def _delta(chunk: ChatChunk) -> dict[str, Any] | None:

@@ -14,6 +14,7 @@ from api.schemas.documents import FilePublic, FilesPublic, FileUploadPublic, Pag
 from engine.db.tables import File as FileRow
 from engine.documents import files, processing
 from engine.platform.errors import InvalidInput, NotFound
+from engine.platform.temporal import ui_link
 
 router = APIRouter(prefix="/api/v1/mcp", tags=["files"])
 
@@ -49,7 +50,9 @@ async def create_file(
         max_bytes=caller.settings.max_upload_bytes,
     )
     execution_id = upload.file.workflow_id or None
-    if upload.created and process:
+    # A repeat of an upload whose run never started (the first request failed after
+    # the file was kept) starts it now; doc-{file_id} is started once either way.
+    if process and (upload.created or upload.file.status == "uploaded"):
         execution_id = await processing.start_processing(
             caller.db,
             client,
@@ -58,9 +61,16 @@ async def create_file(
             processing.ProcessOptions(),
             started_by=caller.principal.user_id,
         )
-    data = FileUploadPublic(**FilePublic.of(upload.file).model_dump(), execution_id=execution_id)
-    # No run started or joined: execution_id is left out, not null.
-    body = data.model_dump(mode="json", exclude={"execution_id"} if execution_id is None else None)
+    data = FileUploadPublic(
+        **FilePublic.of(upload.file).model_dump(),
+        execution_id=execution_id,
+        temporal_ui_url=ui_link(caller.settings, execution_id),
+    )
+    # No run started or joined (or no Web UI): those keys are left out, not null.
+    body = data.model_dump(mode="json")
+    for key in ("execution_id", "temporal_ui_url"):
+        if body[key] is None:
+            del body[key]
     status = 201 if upload.created else 200
     return ok(body, request_id=request.state.request_id, status_code=status)
 
@@ -176,9 +186,7 @@ async def create_workflow_run(
     view = await processing.start_processing_file(
         caller.db, client, caller.settings, file_id, options, started_by=caller.principal.user_id
     )
-    return ok(
-        processing.run_public_json(view), request_id=request.state.request_id, status_code=202
-    )
+    return ok(_run_json(caller, view), request_id=request.state.request_id, status_code=202)
 
 
 @router.get(
@@ -193,4 +201,10 @@ async def read_workflow_run(
     client: TemporalDep,
 ) -> JSONResponse:
     view = await processing.read_run(caller.db, client, execution_id)
-    return ok(processing.run_public_json(view), request_id=request.state.request_id)
+    return ok(_run_json(caller, view), request_id=request.state.request_id)
+
+
+def _run_json(caller: Caller, view: processing.DocumentRunPublic) -> dict[str, Any]:
+    """The run with its link in the Temporal Web UI (the run id is the workflow id)."""
+    link = ui_link(caller.settings, view.execution_id)
+    return processing.run_public_json(view.model_copy(update={"temporal_ui_url": link}))

@@ -46,11 +46,13 @@ async def create_task(
         priority=body.priority,
         started_by=caller.principal.user_id,
     )
+    about = Meta(request_id=request.state.request_id, timestamp=timestamp())
     answer = TaskCreatedEnvelope(
         success=True,
         data=TaskCreatedPublic.of(task),
         error=None,
-        meta=Meta(request_id=request.state.request_id, timestamp=timestamp()),
+        meta=about,
+        metadata=about,
         task_id=task.task_id,
     )
     return JSONResponse(answer.model_dump(mode="json"), status_code=201)

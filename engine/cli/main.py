@@ -34,10 +34,10 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 
 def _logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    """Every line of this process in WEFT_LOG_FORMAT (text or JSON), uvicorn's too."""
+    from engine.platform.logs import configure_logging
+
+    configure_logging(settings)
 
 
 # --- commands ----------------------------------------------------------------
@@ -46,6 +46,7 @@ def _logging(settings: Settings) -> None:
 def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
     from engine.cli.dev import DevStack
 
+    _logging(settings)  # the supervisor's own lines; its children set up theirs
     return DevStack(settings).run()
 
 
@@ -53,19 +54,29 @@ def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from api.app import create_app
+    from engine.audit.request_history import RedactAccessLog
     from engine.platform.ports import require_free
 
     host = args.host or settings.api_host
     port = args.port or settings.api_port
     require_free(host, port, "WEFT_API_PORT")
-    uvicorn.run(
+    _logging(settings)
+    config = uvicorn.Config(
         create_app,
         factory=True,
         host=host,
         port=port,
         log_level=settings.log_level.lower(),
+        log_config=None,  # uvicorn's lines go through _logging's handler
         timeout_graceful_shutdown=5,
+        # Forwarded headers only from the proxies named in WEFT_TRUSTED_PROXIES:
+        # uvicorn's default believes any client connecting from loopback.
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=settings.trusted_proxies or None,
     )
+    # On the logger itself, whatever handler writes it: no secrets in the access log.
+    logging.getLogger("uvicorn.access").addFilter(RedactAccessLog())
+    uvicorn.Server(config).run()
     return 0
 
 
@@ -175,6 +186,17 @@ def cmd_create_tenant(settings: Settings, args: argparse.Namespace) -> int:
     return _in_transaction(settings, work)
 
 
+def cmd_rotate_secrets(settings: Settings, args: argparse.Namespace) -> int:
+    from engine.db.secrets import rotate_stored_secrets
+
+    async def work(session: Any) -> str:
+        counts = await rotate_stored_secrets(session, settings)
+        done = ", ".join(f"{table} {count}" for table, count in counts.items())
+        return f"re-encrypted with the first encryption key: {done}"
+
+    return _in_transaction(settings, work)
+
+
 def cmd_create_user(settings: Settings, args: argparse.Namespace) -> int:
     from engine.identity import accounts
     from engine.identity.hashing import new_password
@@ -269,6 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
     key.add_argument("--scopes", default="", help="comma-separated scopes")
     key.add_argument("--expires-at", help="ISO 8601 with timezone")
     key.set_defaults(handler=cmd_create_api_key)
+    admin_sub.add_parser(
+        "rotate-secrets", help="re-encrypt stored secrets with the first WEFT_ENCRYPTION_KEYS key"
+    ).set_defaults(handler=cmd_rotate_secrets)
 
     from engine.cli.pipelines import add_parser as add_pipelines_parser
 
@@ -278,6 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # What weft creates (SQLite databases, the Temporal history, blobs, request
+    # history, the JWT secret) holds credentials and personal data: owner only.
+    os.umask(0o077)
     try:
         settings = get_settings()
         return int(args.handler(settings, args))

@@ -204,6 +204,9 @@ class File(Timestamped, Base):
     pages: Mapped[int | None] = mapped_column()
     chunks: Mapped[int | None] = mapped_column()
     embedding_model: Mapped[str | None] = mapped_column(String(200))
+    # What the last processing run found (its result outlives Temporal's retention).
+    ocr_pages: Mapped[int | None] = mapped_column()
+    ocr_excerpt: Mapped[str | None] = mapped_column(Text)
     workflow_id: Mapped[str | None] = mapped_column(String(200))
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
     uploaded_by: Mapped[str | None] = mapped_column(String(40))
@@ -462,6 +465,7 @@ class Execution(Timestamped, Base):
         UniqueConstraint("tenant_id", "idempotency_key"),
         Index("ix_executions_tenant_created", "tenant_id", "created_at"),
         Index("ix_executions_definition", "definition_id"),
+        Index("ix_executions_tenant_subject", "tenant_id", "data_subject_id"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("exe"))
@@ -484,6 +488,10 @@ class Execution(Timestamped, Base):
     results: Mapped[dict[str, Any]] = mapped_column(default=dict)
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
     created_by: Mapped[str | None] = mapped_column(String(40))
+    # z2 consent: whose data a run that declares data categories processes, and
+    # those categories (a revoked consent stops the subject's runs that touch them).
+    data_subject_id: Mapped[str | None] = mapped_column(String(40))
+    data_categories: Mapped[list[str] | None] = mapped_column()
 
 
 class EmailMessage(Base):

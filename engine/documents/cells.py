@@ -16,6 +16,7 @@ from temporalio.client import Client
 
 from engine.db.scope import TenantScope
 from engine.db.tables import EmbeddingEndpoint
+from engine.platform.egress import check_destination
 from engine.platform.errors import InvalidInput
 from engine.platform.runs import RunOptions, execute_run
 from engine.platform.settings import Settings
@@ -43,6 +44,10 @@ async def process_cells(
         raise InvalidInput(f"endpoint {endpoint_id} is inactive")
     if not 1 <= len(cells) <= MAX_CELLS:
         raise InvalidInput(f"send 1 to {MAX_CELLS} cells")
+    if endpoint.api_format != "Local" and endpoint.endpoint:
+        # A forbidden or unresolvable endpoint answers now (400 / 502), not
+        # after the embedding activity has been retried for minutes.
+        await check_destination(endpoint.endpoint, settings)
     batch_id = uuid.uuid4().hex
     prefix = cells_prefix(endpoint.tenant_id, batch_id)
     key = f"{prefix}/cells.json"

@@ -86,6 +86,7 @@ class DocumentRunPublic(BaseModel):
     progress: DocumentRunProgress | None = None
     result: DocumentRunResult | None = None
     error: RunError | None = None
+    temporal_ui_url: str | None = None  # the run in the Temporal Web UI
 
 
 async def _embedding_spec(
@@ -159,7 +160,12 @@ async def read_run(db: TenantScope, client: Client, execution_id: str) -> Docume
         raise NotFound(f"workflow run {execution_id} not found")
     row = await db.get(File, execution_id.removeprefix("doc-"), what="workflow run")
     handle = client.get_workflow_handle_for(DocumentProcessingWorkflow.run, execution_id)
-    described = await describe_run(handle, "workflow run")
+    try:
+        described = await describe_run(handle, "workflow run")
+    except NotFound:
+        if row.status not in ("processed", "failed"):
+            raise
+        return _kept_run(row, execution_id)
     status = STATUS.get(described.status or WorkflowExecutionStatus.RUNNING, "running")
     view = DocumentRunPublic(
         execution_id=execution_id,
@@ -183,6 +189,32 @@ async def read_run(db: TenantScope, client: Client, execution_id: str) -> Docume
         )
     else:
         view.error = RunError(code=row.error_code or status.upper(), message=row.error_message)
+    return view
+
+
+def _kept_run(row: File, execution_id: str) -> DocumentRunPublic:
+    """A finished run Temporal no longer keeps (past the namespace's retention), as
+    the file's row remembers it."""
+    view = DocumentRunPublic(
+        execution_id=execution_id,
+        status="completed" if row.status == "processed" else "failed",
+        finished_at=row.processed_at or row.updated_at,
+        file_id=row.id,
+    )
+    if row.status == "failed":
+        view.error = RunError(code=row.error_code or "FAILED", message=row.error_message)
+        return view
+    pages, chunks = row.pages or 0, row.chunks or 0
+    view.result = DocumentRunResult(
+        ocr_text=row.ocr_excerpt or "",
+        embedding_id=f"emb_{row.id}" if row.embedding_model else None,
+        pages=pages,
+        chunks=chunks,
+        model=row.embedding_model,
+        ocr_pages=row.ocr_pages or 0,
+    )
+    view.progress = DocumentRunProgress(stage="completed", pages_done=pages, pages_total=pages,
+                                        chunks_done=chunks, chunks_total=chunks)  # fmt: skip
     return view
 
 

@@ -21,11 +21,11 @@ from engine.ai.providers.base import ChatMessage, ChatRequest, EmbeddingResult
 from engine.ai.providers.endpoints import endpoint_embedder
 from engine.ai.runtime import CallContext, ModelRuntime
 from engine.db.scope import TenantScope
-from engine.db.tables import EmbeddingEndpoint
+from engine.db.tables import EmbeddingEndpoint, File
 from engine.documents.retrieval import retrieve
 from engine.events import outbox
 from engine.events.catalog import EventType, excerpt
-from engine.platform.errors import InvalidInput
+from engine.platform.errors import InvalidInput, NotFound
 from engine.platform.settings import Settings
 from engine.vectors.base import VectorIndex
 
@@ -77,11 +77,20 @@ class RagFilters(BaseModel):
     file_ids: list[str] | None = Field(default=None, max_length=100)
 
 
+DEFAULT_COLLECTION = "documents"  # every document of the tenant
+NOTHING_INDEXED = "No indexed document matches the question."
+NOTHING_RELEVANT = "No indexed document is relevant to the question."
+
+
 class RagQuery(BaseModel):
     query: str = Field(min_length=1, max_length=4000)
-    collection: str = "documents"
+    # "documents": all the tenant's documents; any other name is a project
+    # (the files uploaded with that ``project_id``), and must exist.
+    collection: str = Field(default=DEFAULT_COLLECTION, min_length=1, max_length=200)
     top_k: int = Field(default=5, ge=1, le=50)
     include_citations: bool = True
+    # Passages scoring below this are left out (default WEFT_RAG_MIN_SCORE).
+    min_score: float | None = Field(default=None, ge=-1, le=1)
     filters: RagFilters = Field(default_factory=RagFilters)
     project_id: str | None = None
     file_ids: list[str] | None = Field(default=None, max_length=100)
@@ -133,6 +142,7 @@ async def answer_query(
             raise InvalidInput(f"embedding endpoint {endpoint.id} is inactive")
         target = endpoint_embedder(endpoint, settings=settings, http=http, normalize=True)
         model, embedder = target.model, target.provider
+    project_id = await _project_of(db, body)
     retrieval = await retrieve(
         db,
         index,
@@ -141,13 +151,16 @@ async def answer_query(
         top_k=body.top_k,
         model=model,
         embedder=embedder,
-        project_id=body.project_id or body.filters.project_id,
+        project_id=project_id,
         file_ids=body.file_ids or body.filters.file_ids,
     )
-    passages = [p.text for p in retrieval.passages]
+    floor = settings.rag_min_score if body.min_score is None else body.min_score
+    relevant = [p for p in retrieval.passages if p.score >= floor]
+    passages = [p.text for p in relevant]
     chat_model = body.model or settings.default_chat_model
     if not passages:
-        answer, answered_by = "No indexed document matches the question.", local.EXTRACTIVE_MODEL
+        answer = NOTHING_RELEVANT if retrieval.passages else NOTHING_INDEXED
+        answered_by = local.EXTRACTIVE_MODEL
     elif chat_model:
         answer, answered_by = await answer_with_chat_model(
             rt, ctx, chat_model, body.query, passages
@@ -157,7 +170,7 @@ async def answer_query(
     result = RagAnswer(
         answer=answer,
         model=answered_by,
-        contexts_used=len(retrieval.passages),
+        contexts_used=len(relevant),
         retrieval_ms=round(retrieval.latency_ms, 2),
     )
     if answered_by == local.EXTRACTIVE_MODEL:  # a chat model's answer is announced by the ledger
@@ -173,10 +186,31 @@ async def answer_query(
             },
         )
         await db.session.commit()
-    if body.include_citations:
-        result.citations = [
-            Citation(text=p.text, file_id=p.file_id, filename=p.filename, page=p.page,
-                     score=p.score, chunk_id=p.chunk_id)
-            for p in retrieval.passages
-        ]  # fmt: skip
+    result.citations = [
+        Citation(text=p.text, file_id=p.file_id, filename=p.filename, page=p.page,
+                 score=p.score, chunk_id=p.chunk_id)
+        for p in relevant
+    ] if body.include_citations else []  # fmt: skip
     return result
+
+
+async def _project_of(db: TenantScope, body: RagQuery) -> str | None:
+    """The project retrieval is limited to: a named collection (which must hold
+    documents of the tenant) or the ``project_id`` filter."""
+    project_id = body.project_id or body.filters.project_id
+    if body.collection == DEFAULT_COLLECTION:
+        return project_id
+    if project_id and project_id != body.collection:
+        raise InvalidInput(
+            f"collection {body.collection!r} and project_id {project_id!r} disagree",
+            details={"field": "collection"},
+        )
+    found = await db.session.scalar(
+        db.select(File).where(File.project_id == body.collection).limit(1)
+    )
+    if found is None:
+        raise NotFound(
+            f"Collection {body.collection!r} not found: no document was uploaded to it",
+            details={"collection": body.collection},
+        )
+    return body.collection

@@ -7,16 +7,24 @@ Services call these; routes never see Temporal start options.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from temporalio.client import Client, WorkflowExecutionDescription, WorkflowHandle
+from temporalio.client import (
+    Client,
+    WorkflowExecutionDescription,
+    WorkflowFailureError,
+    WorkflowHandle,
+)
 from temporalio.common import Priority, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError, FailureError
+from temporalio.exceptions import TimeoutError as TemporalTimeout
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.types import MethodAsyncSingleParam
 
-from engine.platform.errors import NotFound
+from engine.platform.errors import NotFound, WeftError
 from engine.platform.queues import TaskQueue, queue_name
 from engine.platform.settings import Settings
 from engine.platform.temporal import run_attributes
@@ -24,6 +32,58 @@ from engine.platform.temporal import run_attributes
 SelfT = TypeVar("SelfT")
 ArgT = TypeVar("ArgT")
 ResultT = TypeVar("ResultT")
+
+
+class RunTimedOut(WeftError):
+    """A run the caller waits for did not finish within its time limit."""
+
+    code = "GATEWAY_TIMEOUT"
+
+
+class RunFailed(WeftError):
+    """A run the caller waits for failed. ``code`` is the failure's own error
+    code where it names one the API maps (``EGRESS_DENIED``, ``MODEL_NOT_AVAILABLE``…),
+    else ``RUN_FAILED``."""
+
+    code = "RUN_FAILED"
+
+
+# Failure codes an activity raises that keep their meaning (and HTTP status) for the caller.
+PASSED_THROUGH = frozenset(
+    {
+        "EGRESS_DENIED",
+        "MODEL_NOT_AVAILABLE",
+        "MODEL_API_ERROR",
+        "UPSTREAM_RESPONSE_TOO_LARGE",
+        "UPSTREAM_UNREACHABLE",
+        "GATEWAY_TIMEOUT",
+    }
+)
+_ERROR_CODE = re.compile(r"^[A-Z][A-Z0-9_]+$")
+
+
+def run_failure(exc: WorkflowFailureError, workflow_id: str) -> WeftError:
+    """The engine error for a failed run: a timeout anywhere in the failure chain
+    is ``RunTimedOut``; otherwise the innermost application error decides."""
+    details: dict[str, Any] = {"workflow_id": workflow_id}
+    causes: list[BaseException] = []
+    cause: BaseException | None = exc.cause
+    while cause is not None and len(causes) < 10:
+        causes.append(cause)
+        cause = cause.cause if isinstance(cause, FailureError) else None
+    if any(isinstance(c, TemporalTimeout) for c in causes):
+        return RunTimedOut("The run did not finish within its time limit", details=details)
+    failures = [c for c in causes if isinstance(c, ApplicationError)]
+    if not failures:
+        return RunFailed("The run failed", details=details)
+    failure = failures[-1]
+    kind = failure.type or ""
+    if not _ERROR_CODE.match(kind):  # an unexpected exception: its text stays in the run
+        return RunFailed("The run failed", details={**details, "reason": kind or "unknown"})
+    error = RunFailed(failure.message, details={**details, "reason": kind})
+    if kind in PASSED_THROUGH:
+        error.code = kind
+    return error
 
 
 @dataclass(frozen=True)
@@ -94,8 +154,12 @@ async def execute_run(
     arg: ArgT,
     options: RunOptions,
 ) -> ResultT:
-    """Start a run and wait for its result."""
-    return await client.execute_workflow(run, arg, **options.start_kwargs(settings))
+    """Start a run and wait for its result; a failed run raises ``RunTimedOut``
+    or ``RunFailed`` (see ``run_failure``), never Temporal's own exception."""
+    try:
+        return await client.execute_workflow(run, arg, **options.start_kwargs(settings))
+    except WorkflowFailureError as exc:
+        raise run_failure(exc, options.workflow_id) from exc
 
 
 def is_not_found(exc: RPCError) -> bool:

@@ -33,6 +33,7 @@ DEFAULT_RATE_LIMITS: dict[str, int] = {
     "default": 1000,
 }
 JWT_SECRET_FILE = "jwt_secret"
+ENCRYPTION_KEY_FILE = "encryption_key"
 
 
 class Environment(StrEnum):
@@ -80,9 +81,19 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_request_bytes: int = Field(default=1_048_576, gt=0)
     max_upload_bytes: int = Field(default=104_857_600, gt=0)
+    # Reverse proxies whose X-Forwarded-For/-Proto `weft api` believes (addresses or
+    # CIDRs, comma-separated; "*" for any). Empty: the client is the connection's
+    # peer, whatever a request claims (rate limits and request history use it).
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     # --- security ------------------------------------------------------------
     jwt_secret: str | None = Field(default=None, repr=False)
+    # Keys that encrypt the secrets kept in the database (provider and endpoint API
+    # keys, webhook secrets, push tokens): the first encrypts, every one decrypts.
+    # Rotate by putting a new key first, running `weft admin rotate-secrets`, then
+    # dropping the old one. Each is a Fernet key or a passphrase of 32+ characters.
+    # Unset in development: one is generated in the data directory and kept.
+    encryption_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, repr=False)
     jwt_issuer: str = "weftworks"
     jwt_audience: str = "weftworks-api"
     access_token_ttl_seconds: int = Field(default=900, gt=0)
@@ -107,6 +118,9 @@ class Settings(BaseSettings):
     providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
     default_chat_model: str | None = None
     default_embedding_model: str = "all-MiniLM-L6-v2"
+    # RAG passages scoring below this (cosine similarity) are not relevant enough
+    # to answer from; a query may ask for its own ``min_score``.
+    rag_min_score: float = Field(default=0.2, ge=-1, le=1)
     # US dollars per 1,000 tokens: {"gpt-4o": {"input": 0.0025, "output": 0.01}}
     model_prices: dict[str, dict[str, float]] = Field(default_factory=dict)
     provider_timeout_seconds: float = Field(default=60.0, gt=0)
@@ -178,8 +192,24 @@ class Settings(BaseSettings):
     request_history_body_cap_bytes: int = Field(default=65_536, ge=0)
     request_history_retention_days: int = Field(default=7, gt=0)
 
+    # --- observability -------------------------------------------------------------
+    # "json": one JSON object a line (timestamp, level, logger, message, request_id,
+    # tenant_id, workflow_id, activity); "text": the plain lines of old.
+    log_format: Literal["text", "json"] = "text"
+    # /metrics answers an admin credential, or this bearer token (for scrapers).
+    metrics_token: str | None = Field(default=None, repr=False)
+    # host:port where a worker process serves the Temporal SDK's Prometheus metrics.
+    worker_metrics_address: str | None = Field(default=None, pattern=r"^\S+:\d{1,5}$")
+    # Trace API -> workflow -> activity with OpenTelemetry (needs the `otel` extra).
+    otel_tracing: bool = False
+    # The Temporal Web UI that run links in responses point at; unset: the dev
+    # server's UI in development, no links in production. "" turns links off.
+    temporal_ui_url: str | None = None
+
     @field_validator(
         "cors_origins",
+        "encryption_keys",
+        "trusted_proxies",
         "admin_api_keys",
         "egress_allowed_hosts",
         "tenant_egress_allowed_hosts",
@@ -240,6 +270,15 @@ class Settings(BaseSettings):
                 )
             if not self.database_url:
                 raise ValueError("DATABASE_URL must be set in production")
+            if not self.encryption_keys:
+                raise ValueError(
+                    "WEFT_ENCRYPTION_KEYS must be set in production (the key that "
+                    "encrypts stored secrets; see README, Configuration)"
+                )
+        if any(len(key) < MIN_SECRET_LENGTH for key in self.encryption_keys):
+            raise ValueError(
+                f"each of WEFT_ENCRYPTION_KEYS needs at least {MIN_SECRET_LENGTH} characters"
+            )
         return self
 
     # --- derived values ------------------------------------------------------
@@ -253,15 +292,29 @@ class Settings(BaseSettings):
         return self.temporal_address or f"127.0.0.1:{self.temporal_dev_port}"
 
     @property
+    def resolved_temporal_ui_url(self) -> str | None:
+        """The Web UI base that run links point at, or None for no links."""
+        if self.temporal_ui_url is not None:
+            return self.temporal_ui_url.rstrip("/") or None
+        if self.env is Environment.DEVELOPMENT:
+            return f"http://127.0.0.1:{self.temporal_ui_port}"
+        return None
+
+    @property
     def manages_temporal(self) -> bool:
         """True when `weft dev` must start the Temporal dev server itself."""
         return self.temporal_address is None
 
     def resolved_jwt_secret(self) -> str:
         """The JWT signing secret; in development it is generated once and kept."""
-        if self.jwt_secret:
-            return self.jwt_secret
-        path = self.data_dir / JWT_SECRET_FILE
+        return self.jwt_secret or self._kept_secret(JWT_SECRET_FILE)
+
+    def resolved_encryption_keys(self) -> list[str]:
+        """The keys of secrets at rest; in development one is generated once and kept."""
+        return self.encryption_keys or [self._kept_secret(ENCRYPTION_KEY_FILE)]
+
+    def _kept_secret(self, name: str) -> str:
+        path = self.data_dir / name
         if path.exists():
             return path.read_text().strip()
         self.data_dir.mkdir(parents=True, exist_ok=True)

@@ -93,6 +93,15 @@ async def test_chat_shapes_batch_and_ledger_totals(
         assert set(costs["cost_breakdown"]) == {"llama-test", "fail-500"}
         bad = await api.get("/api/v1/models/usage", timeframe="2y")
         assert bad.status_code == 422 and bad.json()["error"]["code"] == "VALIDATION_ERROR"
+        # The other shapes a batch client sends: a bare list, and messages with defaults.
+        for body in (
+            ["one", {"message": "two"}],
+            {"messages": ["one", "two"], "model": "llama-test", "max_tokens": 9},
+        ):
+            also = await api.post("/api/v1/chat/batch", body)
+            assert also.status_code == 200, also.text
+            answers = [r["data"]["response"] for r in also.json()["data"]["results"]]
+            assert answers == ["Echo: one", "Echo: two"]  # fmt: skip
 
 
 async def test_sse_framing_of_both_stream_shapes(

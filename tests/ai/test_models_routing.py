@@ -261,3 +261,25 @@ async def test_routing_never_chooses_a_provider_the_request_excluded(settings: S
             "/api/models/route", json={"prompt": "Analyze this feedback"}, headers=api.headers
         )
         assert allowed.status_code == 200 and allowed.json()["provider"] == "local"
+
+
+async def test_auterity_reads_provider_failures_as_ai_service_errors(
+    settings: Settings, fake_ollama: FakeProvider
+) -> None:
+    configured = model_settings(settings, {"ollama": ollama_config(fake_ollama)})
+    async with model_api(configured) as api:
+        fake_ollama.lists_trouble = False
+        warm = await api.http.post(  # the provider lists its models, then breaks
+            "/api/ai/route", json={"prompt": "Say hi", "max_tokens": 20}, headers=api.headers
+        )
+        assert warm.status_code == 200, warm.text
+        fake_ollama.behaviour = "500"
+        routed = await api.http.post(
+            "/api/ai/route", json={"prompt": "Say hi", "max_tokens": 20}, headers=api.headers
+        )
+        assert routed.status_code == 502, routed.text
+        error = routed.json()["error"]
+        assert (error["code"], error["details"]["code"]) == ("AI_SERVICE_ERROR", "MODEL_API_ERROR")
+        # The same failure on zentoria's path keeps zentoria's code.
+        chat = await api.post("/api/v1/ai/chat", {"messages": [{"role": "user", "content": "hi"}]})
+        assert chat.json()["error"]["code"] == "MODEL_API_ERROR"

@@ -23,6 +23,9 @@ def assert_envelope(response: httpx.Response, status: int, code: str) -> dict:
     assert body["error"]["code"] == code
     assert body["error"]["request_id"] == response.headers["x-request-id"]
     assert "Traceback" not in response.text
+    # sutazai's clients read the same request id and time under "metadata".
+    assert body["metadata"] == body["meta"]
+    assert body["metadata"]["request_id"] == response.headers["x-request-id"]
     return body
 
 

@@ -84,7 +84,8 @@ def test_project_environment_names_are_real_settings(
     unknown = set(environment) - accepted_env_names()
     assert not unknown, f"{name}: not Settings fields: {sorted(unknown)}"
     assert {"DATABASE_URL", "WEFT_DATABASE_URL"} & set(environment)
-    assert {"TEMPORAL_ADDRESS", "REDIS_URL", "WEFT_JWT_SECRET", "WEFT_ENV"} <= set(environment)
+    assert {"TEMPORAL_ADDRESS", "REDIS_URL", "WEFT_JWT_SECRET", "WEFT_ENCRYPTION_KEYS",
+            "WEFT_ENV"} <= set(environment)  # fmt: skip
     assert "weft-data:/data" in services[name]["volumes"]
 
 
@@ -119,7 +120,8 @@ def test_compose_environment_passes_settings_validation(
         if value is not None
     }
     database_url = environment["DATABASE_URL"]
-    Settings(database_url=database_url, env="production", jwt_secret="x" * 40)
+    Settings(database_url=database_url, env="production", jwt_secret="x" * 40,
+             encryption_keys=["k" * 40])  # fmt: skip
 
     for key, value in environment.items():
         monkeypatch.setenv(key, value)

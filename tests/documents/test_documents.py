@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
+from api.app import create_app
 from engine.db.connection import create_engine, create_sessionmaker
 from engine.db.tables import Chunk, ChunkVector, Event, File, UsageRecord
 from engine.platform.settings import Settings
-from tests.conftest import DocStack
+from tests.conftest import IDLE_NAMESPACE, DocStack, api_client, free_port
 from tests.documents_support import make_pdf, make_png, upload, wait_run
 
 pytestmark = pytest.mark.asyncio
@@ -60,6 +61,20 @@ async def test_pdf_upload_process_and_cited_rag_answer(doc_stack: DocStack) -> N
     assert "42 million" in first["text"] and 0 < first["score"] <= 1
     assert data["contexts_used"] == len(data["citations"])
     assert "extractive" in data["model"] and "42 million" in data["answer"]
+
+    # The upload's project is a collection; a collection nobody uploaded to is 404.
+    scoped = await http.post("/api/v1/ai/rag/query", headers=headers, json={
+        "query": "How much revenue did Zorblat make?", "collection": "proj_1"})  # fmt: skip
+    assert scoped.json()["data"]["citations"][0]["file_id"] == uploaded["file_id"]
+    unknown = await http.post("/api/v1/ai/rag/query", headers=headers, json={
+        "query": "How much revenue did Zorblat make?", "collection": "made-up"})  # fmt: skip
+    assert unknown.status_code == 404 and "made-up" in unknown.json()["error"]["message"]
+    # A question nothing in the documents is about: no passage is passed off as an answer.
+    unrelated = await http.post("/api/v1/ai/rag/query", headers=headers, json={
+        "query": "What is the airspeed velocity of an unladen swallow?"})  # fmt: skip
+    off = unrelated.json()["data"]
+    assert off["answer"] == "No indexed document is relevant to the question."
+    assert (off["contexts_used"], off["citations"]) == (0, [])
 
     listed = (await http.get("/api/v1/mcp/files?project_id=proj_1", headers=headers)).json()
     assert listed["data"]["pagination"] == {"total": 1, "limit": 20, "offset": 0, "has_more": False}
@@ -315,3 +330,57 @@ async def test_scanned_pdf_page_is_ocred(doc_stack: DocStack) -> None:
     answer = (await http.post("/api/v1/ai/rag/query", headers=headers, json={
         "query": "When does shipment 7731 leave?"})).json()["data"]  # fmt: skip
     assert answer["citations"][0]["page"] == 1 and "Oslo" in answer["citations"][0]["text"]
+
+
+async def test_a_finished_run_is_still_answered_after_temporal_forgot_it(
+    doc_stack: DocStack, settings: Settings
+) -> None:
+    """Past the namespace's retention Temporal no longer knows the run; its result
+    is read from the file's row. An API on a namespace that never saw the run
+    stands in for the same server after retention."""
+    if "postgresql" in settings.resolved_database_url:
+        pytest.skip("the fallback reads one row: SQLite covers it")
+    http, headers = doc_stack.http, doc_stack.headers
+    response = await upload(http, headers, "memo.txt", b"The board meets on the first Monday.")
+    execution_id = response.json()["data"]["execution_id"]
+    live = await wait_run(http, headers, execution_id)
+    assert live["status"] == "completed", live
+
+    forgetful = doc_stack.settings.model_copy(update={"temporal_namespace": IDLE_NAMESPACE})
+    async with api_client(create_app(forgetful)) as later:
+        kept = await later.get(f"/api/v1/mcp/workflow/{execution_id}", headers=headers)
+        assert kept.status_code == 200, kept.text
+        data = kept.json()["data"]
+        assert data["status"] == "completed"
+        assert data["result"] == live["result"]
+        assert "first Monday" in data["result"]["ocr_text"]
+        unknown = await later.get("/api/v1/mcp/workflow/doc-file_nothing", headers=headers)
+        assert unknown.status_code == 404
+
+
+async def test_an_upload_retried_after_its_run_failed_to_start_is_processed_once(
+    doc_stack: DocStack, settings: Settings
+) -> None:
+    """The file is kept, then starting its run fails (Temporal unreachable): the
+    client's retry with the same Idempotency-Key starts the run, and only once."""
+    if "postgresql" in settings.resolved_database_url:
+        pytest.skip("the retry path is the API's, not the database's: SQLite covers it")
+    headers = {**doc_stack.headers, "Idempotency-Key": "upload-memo-1"}
+    body = b"Quarterly numbers are published on the 5th."
+    unreachable = doc_stack.settings.model_copy(
+        update={"temporal_address": f"127.0.0.1:{free_port()}"}
+    )
+    async with api_client(create_app(unreachable)) as broken:
+        failed = await upload(broken, headers, "numbers.txt", body)
+    assert failed.status_code >= 500 and "Traceback" not in failed.text, failed.text
+
+    retried = await upload(doc_stack.http, headers, "numbers.txt", body)
+    assert retried.status_code == 200, retried.text  # the same file, not a new one
+    data = retried.json()["data"]
+    assert data["execution_id"] == f"doc-{data['file_id']}"
+    run = await wait_run(doc_stack.http, doc_stack.headers, data["execution_id"])
+    assert run["status"] == "completed"
+    again = await upload(doc_stack.http, headers, "numbers.txt", body)
+    assert again.json()["data"]["execution_id"] == data["execution_id"]
+    assert await count(doc_stack.settings, File) == 1
+    assert await count(doc_stack.settings, Event, type="file.processed") == 1

@@ -58,8 +58,12 @@ async def test_a_step_asks_a_remote_agent_and_the_next_step_uses_its_answer(
         stack,
         [
             a2a_step("ask", f"{stack.url}/.well-known/agent-card.json", "ship {{order}}"),
-            {"id": "use", "type": "transform", "dependencies": ["ask"],
-             "config": {"output": {"heard": "{{steps.ask.output.text}}"}}},
+            {
+                "id": "use",
+                "type": "transform",
+                "dependencies": ["ask"],
+                "config": {"output": {"heard": "{{steps.ask.output.text}}"}},
+            },
         ],  # fmt: skip
         order="order 7",
     )
@@ -87,10 +91,17 @@ async def test_input_required_is_answered_by_a_later_step(stack: A2AStack) -> No
         stack,
         [
             a2a_step("open", stack.url, "ask me"),
-            {**a2a_step("answer", stack.url, "louder", protocol="0.3",
-                        task_id="{{steps.open.output.task_id}}",
-                        context_id="{{steps.open.output.context_id}}"),
-             "dependencies": ["open"]},
+            {
+                **a2a_step(
+                    "answer",
+                    stack.url,
+                    "louder",
+                    protocol="0.3",
+                    task_id="{{steps.open.output.task_id}}",
+                    context_id="{{steps.open.output.context_id}}",
+                ),
+                "dependencies": ["open"],
+            },
         ],  # fmt: skip
     )
     assert done["status"] == "completed", done

@@ -49,8 +49,14 @@ def test_production_refuses_to_start_without_a_real_secret() -> None:
         load_settings(env="production", database_url="postgresql://db/weft")
     with pytest.raises(SettingsError, match="at least 32"):
         load_settings(env="production", database_url="postgresql://db/weft", jwt_secret="short")
-    ok = load_settings(env="production", database_url="postgresql://db/weft", jwt_secret="s" * 40)
+    real = {"env": "production", "database_url": "postgresql://db/weft", "jwt_secret": "s" * 40}
+    with pytest.raises(SettingsError, match="WEFT_ENCRYPTION_KEYS must be set"):
+        load_settings(**real)
+    with pytest.raises(SettingsError, match="at least 32"):
+        load_settings(**real, encryption_keys="k" * 40 + ",short")
+    ok = load_settings(**real, encryption_keys="k" * 40)
     assert ok.resolved_jwt_secret() == "s" * 40
+    assert ok.resolved_encryption_keys() == ["k" * 40]
 
 
 def test_invalid_port_names_the_setting() -> None:

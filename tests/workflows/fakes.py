@@ -29,6 +29,7 @@ from temporalio.worker import Worker
 
 from engine.platform.queues import TaskQueue, queue_name
 from workers.main import WORKFLOW_RUNNER, WORKFLOWS
+from workflows.a2a_exchange_payloads import A2ASessionRecord
 from workflows.a2a_payloads import (
     A2AAgentCall,
     A2AAnswer,
@@ -44,6 +45,7 @@ from workflows.activities import (
     CALL_API,
     CALL_MODEL,
     CALL_REMOTE_AGENT,
+    CHECK_CONSENT,
     CHUNK_CELLS,
     CHUNK_TEXT,
     DELIVER_WEBHOOK,
@@ -57,6 +59,7 @@ from workflows.activities import (
     OPEN_CALLBACK,
     PING_QUEUE,
     PULL_MODEL,
+    RECORD_A2A_SESSION,
     RECORD_A2A_TASK,
     RECORD_COMMAND,
     RECORD_EXECUTION,
@@ -99,8 +102,12 @@ from workflows.event_payloads import (
 from workflows.model_pull import ModelPullProgress, ModelPullWorkflow
 from workflows.pipeline_payloads import (
     CALLBACK_SIGNAL,
+    CONSENT_REVOKED_SIGNAL,
     CallbackOpened,
     CallbackReceived,
+    ConsentCheck,
+    ConsentHeld,
+    ConsentRevoked,
     ExecutionRecord,
     LoadDefinitionInput,
     LoadedDefinition,
@@ -148,6 +155,10 @@ class FakeActivities:
             the run never opened); none: the test signals itself.
         a2a_follow_ups: the next user messages ``record_a2a_task`` hands an A2A task
             (the ``message`` update), one each time the task waits for input.
+        consent_missing: what ``check_consent`` answers, call by call (the
+            categories no longer covered); once used up, the consent holds.
+        revoke_on_check: the ``check_consent`` call (1-based) after which the run
+            gets a ``consent_revoked`` signal, as the API sends it on a revoke.
     """
 
     def __init__(
@@ -163,6 +174,8 @@ class FakeActivities:
         callback_bodies: Sequence[Any] = (),
         a2a_follow_ups: Sequence[A2AFollowUp] = (),
         delivery_fails: int = 0,
+        consent_missing: Sequence[Sequence[str]] = (),
+        revoke_on_check: int | None = None,
     ) -> None:
         self.pages, self.chunks, self.scanned, self.cells = pages, chunks, set(scanned), cells
         self.failures = {name: list(errors) for name, errors in (failures or {}).items()}
@@ -171,6 +184,8 @@ class FakeActivities:
         self.callback_bodies = list(callback_bodies)
         self.a2a_follow_ups = list(a2a_follow_ups)  # sent when an A2A task waits
         self.delivery_fails = delivery_fails  # webhook attempts that fail before one succeeds
+        self.consent_missing = [list(missing) for missing in consent_missing]
+        self.revoke_on_check = revoke_on_check
         self.calls: list[Call] = []
 
     def called(self, name: Activity) -> list[Any]:
@@ -211,10 +226,11 @@ class FakeActivities:
             TaskQueue.IO: [self.ping_queue, self.index_chunks, self.finish_document,
                            self.pull_model, self.call_model, self.call_api, self.send_email,
                            self.load_definition, self.record_execution,
-                           self.start_scheduled_run, self.open_callback,
+                           self.start_scheduled_run, self.open_callback, self.check_consent,
                            self.run_command, self.record_command,
                            self.answer_a2a_agent, self.run_a2a_pipeline, self.record_a2a_task,
-                           self.call_remote_agent, self.dispatch_events, self.deliver_webhook,
+                           self.call_remote_agent, self.record_a2a_session,
+                           self.dispatch_events, self.deliver_webhook,
                            self.webhook_exhausted],
             TaskQueue.CPU: [self.ping_queue, self.extract_text, self.chunk_text,
                             self.chunk_cells, self.assemble_cells],
@@ -273,6 +289,15 @@ class FakeActivities:
         return CallbackOpened(callback_id=callback_id,
                               callback_url=f"/api/v1/callbacks/tok_{params.step_id}")  # fmt: skip
 
+    @CHECK_CONSENT.defn
+    async def check_consent(self, params: ConsentCheck) -> ConsentHeld:
+        await self._enter(Activity.CHECK_CONSENT, params)
+        if len(self.called(Activity.CHECK_CONSENT)) == self.revoke_on_check:
+            handle = activity.client().get_workflow_handle(activity.info().workflow_id or "")
+            revoked = ConsentRevoked(consent_id="cns_replay", categories=params.categories)
+            await handle.signal(CONSENT_REVOKED_SIGNAL, revoked)
+        return ConsentHeld(missing=self.consent_missing.pop(0) if self.consent_missing else [])
+
     # --- natural-language commands: the intent's work answers with what it was given ---
 
     @RUN_COMMAND.defn
@@ -324,6 +349,10 @@ class FakeActivities:
         await self._enter(Activity.CALL_REMOTE_AGENT, params)
         return RemoteResult(state="completed", text=f"remote answer to: {params.text}",
                             task_id="remote-task", protocol="1.0")  # fmt: skip
+
+    @RECORD_A2A_SESSION.defn
+    async def record_a2a_session(self, params: A2ASessionRecord) -> None:
+        await self._enter(Activity.RECORD_A2A_SESSION, params)
 
     # --- events: a dispatcher round that finds nothing more; a receiver down at
     # first (a failed attempt, then delivered when ``delivery_fails`` runs out) ---

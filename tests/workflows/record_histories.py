@@ -30,12 +30,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from temporalio.client import Client, WorkflowFailureError
+from temporalio.client import Client, WorkflowFailureError, WorkflowUpdateFailedError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
@@ -44,6 +44,16 @@ from engine.pipelines.definition import from_steps
 from engine.platform.queues import ACTIVITY_QUEUES, queue_name
 from engine.platform.temporal import temporal_cli_path
 from tests.workflows.fakes import FakeActivities, serve
+from workflows.a2a_exchange import A2AExchangeWorkflow
+from workflows.a2a_exchange_payloads import (
+    A2AExchangeInput,
+    SessionClose,
+    SessionMaxima,
+    SessionMessage,
+    SessionNegotiation,
+    SessionPeer,
+    default_limits,
+)
 from workflows.a2a_payloads import A2AFollowUp, A2ATarget, A2ATaskInput
 from workflows.a2a_task import A2ATaskWorkflow
 from workflows.activities import Activity
@@ -74,16 +84,25 @@ class Scenario:
     # A run that never ends by itself (the event dispatcher) is recorded once this
     # many activity calls happened, then terminated.
     calls_then_stop: int | None = None
+    # What a client does with the run once it started (updates, until it ends).
+    drive: Callable[[Client, str], Awaitable[None]] | None = None
 
 
-def _pipeline(steps: list[dict[str, Any]], execution_id: str, **data: Any) -> PipelineInput:
+def _pipeline(
+    steps: list[dict[str, Any]],
+    execution_id: str,
+    *,
+    data_categories: list[str] | None = None,
+    **data: Any,
+) -> PipelineInput:
     return PipelineInput(
         execution_id=execution_id,
         tenant_id=TENANT,
         started_by="usr_replay",
         definition_id="wf_replay",
-        definition=from_steps(steps),
+        definition=from_steps(steps, data_categories=data_categories or []),
         input_data=data,
+        data_subject_id="usr_replay_subject" if data_categories else None,
     )
 
 
@@ -137,6 +156,23 @@ CALLBACK_STEPS: list[dict[str, Any]] = [
 ]  # fmt: skip
 
 
+# z2 consent: a pipeline on a data subject's personal_info (the definition's) and
+# contact data (one step's own); each step checks the consent first.
+CONSENT_STEPS: list[dict[str, Any]] = [
+    {"id": "ask", "type": "api_call",
+     "config": {"url": "https://crm.example/c", "method": "POST", "body": {"o": "{{order}}"}}},
+    {"id": "review", "type": "human_approval", "dependencies": ["ask"]},
+    {"id": "send", "type": "email", "dependencies": ["review"], "data_categories": ["contact"],
+     "config": {"to": "a@example.com", "subject": "Order {{order}}"}},
+]  # fmt: skip
+CONSENT_MISSING_STEPS: list[dict[str, Any]] = [
+    {"id": "ask", "type": "api_call",
+     "config": {"url": "https://crm.example/c", "method": "POST", "body": {"o": "{{order}}"}}},
+    {"id": "send", "type": "email", "dependencies": ["ask"], "data_categories": ["contact"],
+     "config": {"to": "a@example.com", "subject": "Order {{order}}"}},
+]  # fmt: skip
+
+
 def _a2a_message(text: str, number: int, **data: Any) -> dict[str, Any]:
     parts: list[dict[str, Any]] = [{"text": text}] + ([{"data": data}] if data else [])
     return {"messageId": f"msg_{number}", "role": "ROLE_USER", "parts": parts,
@@ -153,6 +189,45 @@ def _a2a_task(kind: str, target_id: str, text: str, **options: Any) -> A2ATaskIn
         message=_a2a_message(text, 1, **options.pop("data", {})),
         **options,
     )
+
+
+def _a2a_session(target: SessionPeer, **options: Any) -> A2AExchangeInput:
+    source = SessionPeer(kind="agent", id="agt_replay_src", name="asker")
+    maxima = SessionMaxima()
+    return A2AExchangeInput(
+        session_id="a2s_replay",
+        tenant_id=TENANT,
+        started_by="usr_replay",
+        source=source,
+        target=target,
+        limits=default_limits(source, target, maxima),
+        maxima=maxima,
+        **options,
+    )
+
+
+def _a2a_conversation(
+    *texts: str | dict[str, Any], **negotiation: Any
+) -> Callable[[Client, str], Awaitable[None]]:
+    """Negotiate, send ``texts`` one by one (and one the session refuses), then close."""
+
+    async def drive(client: Client, workflow_id: str) -> None:
+        handle = client.get_workflow_handle_for(A2AExchangeWorkflow.run, workflow_id)
+        await handle.execute_update(
+            A2AExchangeWorkflow.negotiate, SessionNegotiation(**negotiation)
+        )
+        for text in texts:
+            await handle.execute_update(
+                A2AExchangeWorkflow.message, SessionMessage(content=text, sent_by="usr_replay")
+            )
+        with contextlib.suppress(WorkflowUpdateFailedError):  # refused: not in the history
+            too_big = "x" * (SessionMaxima().max_message_size + 1)
+            await handle.execute_update(
+                A2AExchangeWorkflow.message, SessionMessage(content=too_big, sent_by="usr_replay")
+            )
+        await handle.execute_update(A2AExchangeWorkflow.close, SessionClose())
+
+    return drive
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -214,6 +289,23 @@ SCENARIOS: dict[str, Scenario] = {
         PipelineWorkflow.run,
         _pipeline(CALLBACK_STEPS, "exe_replay_callback", order=7),
         lambda: FakeActivities(callback_bodies=[{"approved": True}, {"approved": False}]),
+    ),
+    # The consent is revoked while the run waits for approval: it stops at once.
+    "pipeline_consent_revoked": Scenario(
+        PipelineWorkflow.run,
+        _pipeline(CONSENT_STEPS, "exe_replay_revoked", data_categories=["personal_info"], order=7),
+        lambda: FakeActivities(revoke_on_check=2),
+    ),
+    # The consent no longer covers the second step's categories: it does not run.
+    "pipeline_consent_missing": Scenario(
+        PipelineWorkflow.run,
+        _pipeline(
+            CONSENT_MISSING_STEPS,
+            "exe_replay_consent_missing",
+            data_categories=["personal_info"],
+            order=7,
+        ),
+        lambda: FakeActivities(consent_missing=[[], ["contact"]]),
     ),
     # 45 pages and 300 chunks: three extract batches, chunking, three embed batches.
     "document_completed": Scenario(
@@ -324,6 +416,24 @@ SCENARIOS: dict[str, Scenario] = {
             }
         ),
     ),
+    # A2A sessions: two agents talking, and a remote agent whose session continued
+    # as new after two turns (the recording is the last run's, which began with
+    # the state the one before handed over, and took the third turn).
+    "a2a_exchange_agents": Scenario(
+        A2AExchangeWorkflow.run,
+        _a2a_session(SessionPeer(kind="agent", id="agt_replay_dst", name="echoer")),
+        FakeActivities,
+        drive=_a2a_conversation("hello", {"order": 7}, max_turns=5, budget_usd=1.0),
+    ),
+    "a2a_exchange_remote_continued": Scenario(
+        A2AExchangeWorkflow.run,
+        _a2a_session(
+            SessionPeer(kind="remote", url="https://agents.example/", name="remote"),
+            turns_per_run=2,
+        ),
+        FakeActivities,
+        drive=_a2a_conversation("first", "second", "third", protocol_version="0.3"),
+    ),
     # Natural-language commands: work done, work that fails, and an intent with no work.
     "command_completed": Scenario(
         CommandWorkflow.run,
@@ -360,6 +470,8 @@ async def record(client: Client, name: str, scenario: Scenario) -> Path:
         handle = await client.start_workflow(
             scenario.run, scenario.params, id=name, task_queue=queue
         )
+        if scenario.drive is not None:
+            await scenario.drive(client, name)
         if scenario.calls_then_stop is not None:
             while len(fakes.calls) < scenario.calls_then_stop:
                 await asyncio.sleep(0.1)

@@ -318,6 +318,7 @@ class DocumentActivities:
         if params.ok:
             row.pages = params.pages or row.pages
             row.chunks, row.embedding_model = params.chunks, params.model
+            row.ocr_pages, row.ocr_excerpt = params.ocr_pages, params.excerpt
             row.processed_at = datetime.now(UTC)
 
         async def emit(kind: EventType, data: dict[str, Any], subject: str) -> None:
