@@ -5,6 +5,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+# Three test processes, each test file whole in one of them: most tests wait on
+# Temporal, HTTP and subprocesses, so three share two cores well.
+PYTEST_PARALLEL ?= -n 3 --dist loadfile
 
 .PHONY: dev test lint install clean
 
@@ -14,7 +17,7 @@ dev: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/pytest
+	$(BIN)/pytest $(PYTEST_PARALLEL)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -120,6 +120,10 @@ class SearchResults(BaseModel):
 class RagArgs(SearchArgs):
     query: str = Field(min_length=1, max_length=4000, description="The question to answer")
     include_citations: bool = Field(default=True, description="Return the passages used")
+    min_score: float | None = Field(
+        default=None, ge=-1, le=1,
+        description="Leave out passages scoring below this (default: the deployment's floor)",
+    )  # fmt: skip
 
 
 class ListWorkflowsArgs(Arguments):
@@ -250,6 +254,7 @@ async def rag_query(call: ToolCall, args: RagArgs) -> RagAnswer:
         include_citations=args.include_citations,
         project_id=args.project_id,
         file_ids=args.file_ids,
+        min_score=args.min_score,
     )
     return await answer_query(
         call.db, services.index, services.models, context, services.settings, services.http, body

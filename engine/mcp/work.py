@@ -202,9 +202,9 @@ async def _summarize(call: ToolCall, params: CommandInput) -> CommandOutcome:
             "processing has finished",
             details={"file_id": row.id, "status": row.status},
         )
-    answer = await tools.rag_query(
-        call, tools.RagArgs(query=params.command[:4000], top_k=8, file_ids=[row.id])
-    )
+    # Every passage of the file belongs in its summary, however unlike the command.
+    ask = tools.RagArgs(query=params.command[:4000], top_k=8, file_ids=[row.id], min_score=-1)
+    answer = await tools.rag_query(call, ask)
     result = {
         "file_id": row.id,
         "filename": row.filename,

@@ -133,3 +133,7 @@ def configure_logging(settings: Settings) -> None:
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
+        # A uvicorn started earlier in this process (its own log config) may have
+        # raised their levels or disabled them: ours decide now.
+        logger.setLevel(logging.NOTSET)
+        logger.disabled = False
