@@ -54,13 +54,15 @@ def ok(
     *,
     request_id: str | None = None,
     status_code: int = 200,
+    top_level: dict[str, Any] | None = None,
 ) -> JSONResponse:
     """The success envelope around ``data``: a response model, or the JSON dump of
-    one when the route leaves some of its keys out."""
+    one when the route leaves some of its keys out. ``top_level``: keys a seed's
+    clients read beside the envelope (declared by the route's envelope model)."""
     payload = data.model_dump(mode="json", by_alias=True) if isinstance(data, BaseModel) else data
     about = meta(request_id)
     body = {"success": True, "data": payload, "error": None, "meta": about, "metadata": about}
-    return JSONResponse(body, status_code=status_code)
+    return JSONResponse({**body, **(top_level or {})}, status_code=status_code)
 
 
 def is_partio_path(path: str) -> bool:

@@ -19,6 +19,7 @@ from api.schemas.chat import (
     ChatBatchPublic,
     ChatCompletionPublic,
     ErrorEventPublic,
+    SimpleChatEnvelope,
     SimpleChatPublic,
     TokenUsagePublic,
 )
@@ -172,7 +173,7 @@ async def create_chat_completion(
 
 @router.post(
     "/chat",
-    response_model=Envelope[SimpleChatPublic],
+    response_model=SimpleChatEnvelope,
     summary="Chat with one message (sutazai shape)",
 )
 async def create_chat(
@@ -183,7 +184,9 @@ async def create_chat(
 ) -> JSONResponse:
     ctx = call_context(request, caller)
     outcome = await complete(models, ctx, body.chat_request(), fallback_model=body.fallback_model)
-    return ok(SimpleChatPublic.of(outcome), request_id=ctx.request_id)
+    sutazai = {"response": outcome.content, "model": outcome.model,
+               "tokens_used": outcome.total_tokens}  # fmt: skip
+    return ok(SimpleChatPublic.of(outcome), request_id=ctx.request_id, top_level=sutazai)
 
 
 @router.post(

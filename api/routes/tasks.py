@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from api.deps import Caller, TemporalDep, requires
-from api.envelope import Envelope, Meta, ok, timestamp
+from api.envelope import Envelope, ok
 from api.schemas.tasks import (
     TaskCreate,
     TaskCreatedEnvelope,
@@ -46,16 +46,12 @@ async def create_task(
         priority=body.priority,
         started_by=caller.principal.user_id,
     )
-    about = Meta(request_id=request.state.request_id, timestamp=timestamp())
-    answer = TaskCreatedEnvelope(
-        success=True,
-        data=TaskCreatedPublic.of(task),
-        error=None,
-        meta=about,
-        metadata=about,
-        task_id=task.task_id,
+    return ok(
+        TaskCreatedPublic.of(task),
+        request_id=request.state.request_id,
+        status_code=201,
+        top_level={"task_id": task.task_id},
     )
-    return JSONResponse(answer.model_dump(mode="json"), status_code=201)
 
 
 @router.get("/{task_id}", response_model=Envelope[TaskPublic], summary="A task's status")

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from api.envelope import Envelope
 from engine.ai.chat import ChatOutcome
 from engine.platform.errors import WeftError
 
@@ -115,6 +116,15 @@ class ModelTestPublic(SimpleChatPublic):
     @classmethod
     def of(cls, outcome: ChatOutcome, *, success: bool = True) -> ModelTestPublic:
         return cls(**SimpleChatPublic.of(outcome).model_dump(), success=success)
+
+
+class SimpleChatEnvelope(Envelope[SimpleChatPublic]):
+    """The envelope, with sutazai's documented response (``response``, ``model``,
+    ``tokens_used``) also at the top level, for clients that read it there."""
+
+    response: str
+    model: str
+    tokens_used: int
 
 
 class BatchAnsweredPublic(BaseModel):

@@ -48,6 +48,10 @@ async def test_chat_shapes_batch_and_ledger_totals(
         assert sutazai.status_code == 200, sutazai.text
         simple = sutazai.json()["data"]
         assert simple["response"] == "Echo: What is 2+2?" and simple["tokens_used"] == 7
+        # sutazai's documented answer, read at the top level by its own clients.
+        top = sutazai.json()
+        assert (top["response"], top["model"], top["tokens_used"]) == (
+            "Echo: What is 2+2?", "llama-test", 7)  # fmt: skip
 
         batch = await api.post(
             "/api/v1/chat/batch",
