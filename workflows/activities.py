@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, Generic, TypeVar, Unpack
 
@@ -101,6 +102,7 @@ class Activity(StrEnum):
     CALL_REMOTE_AGENT = "call_remote_agent"
     RECORD_A2A_SESSION = "record_a2a_session"
     CHECK_CONSENT = "check_consent"
+    PURGE_REQUEST_HISTORY = "purge_request_history"
 
 
 @dataclass(frozen=True)
@@ -219,6 +221,20 @@ class ScheduledStarted(BaseModel):
     status: str
 
 
+class HistoryPurgeBatch(BaseModel):
+    """Delete up to ``batch_size`` request-history rows older than the worker's
+    retention, counted back from ``as_of`` (the run's start, so every batch of a
+    run uses one cutoff)."""
+
+    as_of: datetime
+    batch_size: int = Field(gt=0)
+
+
+class HistoryPurged(BaseModel):
+    deleted: int
+    cutoff: datetime
+
+
 # One contract per name (tests/test_activity_contracts.py holds the implementations to them).
 PING_QUEUE = ActivityDef(Activity.PING_QUEUE, PingInput, PingResult)
 EXTRACT_TEXT = ActivityDef(Activity.EXTRACT_TEXT, ExtractInput, ExtractResult)
@@ -248,3 +264,6 @@ RECORD_A2A_TASK = ActivityDef(Activity.RECORD_A2A_TASK, A2ATaskRecord, type(None
 CALL_REMOTE_AGENT = ActivityDef(Activity.CALL_REMOTE_AGENT, RemoteAgentCall, RemoteResult)
 RECORD_A2A_SESSION = ActivityDef(Activity.RECORD_A2A_SESSION, A2ASessionRecord, type(None))
 CHECK_CONSENT = ActivityDef(Activity.CHECK_CONSENT, ConsentCheck, ConsentHeld)
+PURGE_REQUEST_HISTORY = ActivityDef(
+    Activity.PURGE_REQUEST_HISTORY, HistoryPurgeBatch, HistoryPurged
+)

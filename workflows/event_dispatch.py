@@ -51,6 +51,8 @@ class EventDispatchWorkflow:
                 DispatchBatch(limit=params.batch),
                 task_queue=io_queue,
                 start_to_close_timeout=timedelta(minutes=2),
+                # A worker killed mid-round: retried after this, not the 2 minutes.
+                heartbeat_timeout=timedelta(seconds=10),
                 retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
                 summary="Dispatch new events",
             )

@@ -23,7 +23,17 @@ with workflow.unsafe.imports_passed_through():
         EmbeddingSpec,
         EmbedInput,
     )
-    from workflows.document_processing import CHUNKS_PER_BATCH, RETRY, _queue
+    from workflows.document_processing import CHUNKS_PER_BATCH, PERMANENT, RETRY, _queue
+
+# A caller waits for these runs: an endpoint that refuses connections or does
+# not answer in time (the provider errors, by class name) fails the run at once
+# rather than after minutes of retries; other failures get a few quick retries.
+CELL_EMBED_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=5),
+    maximum_attempts=3,
+    non_retryable_error_types=[*PERMANENT, "ProviderUnavailable", "ProviderTimeout"],
+)
 
 
 @workflow.defn
@@ -52,7 +62,7 @@ class SemanticCellsWorkflow:
                 task_queue=_queue(TaskQueue.ML),
                 start_to_close_timeout=timedelta(minutes=15),
                 heartbeat_timeout=timedelta(seconds=15),
-                retry_policy=RETRY,
+                retry_policy=CELL_EMBED_RETRY,
             )
             for start in range(0, chunked.chunks, CHUNKS_PER_BATCH)
         ]

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from api.deps import Caller, ResourcesDep, TemporalDep, requires
 from api.envelope import Envelope, ok
+from api.links import base_url
 from api.schemas.documents import FilePublic, FilesPublic, FileUploadPublic, PaginationPublic
 from engine.db.tables import File as FileRow
 from engine.documents import files, processing
@@ -48,6 +49,7 @@ async def create_file(
         project_id=project_id,
         idempotency_key=idempotency_key,
         max_bytes=caller.settings.max_upload_bytes,
+        base_url=base_url(request, caller.settings),
     )
     execution_id = upload.file.workflow_id or None
     # A repeat of an upload whose run never started (the first request failed after
@@ -62,7 +64,7 @@ async def create_file(
             started_by=caller.principal.user_id,
         )
     data = FileUploadPublic(
-        **FilePublic.of(upload.file).model_dump(),
+        **FilePublic.of(upload.file, base_url(request, caller.settings)).model_dump(),
         execution_id=execution_id,
         temporal_ui_url=ui_link(caller.settings, execution_id),
     )
@@ -87,7 +89,8 @@ async def read_files(
     rows, total = await files.list_files(
         caller.db, project_id=project_id, limit=limit, offset=offset, sort=sort
     )
-    items = [FilePublic.of(row) for row in rows]
+    base = base_url(request, caller.settings)
+    items = [FilePublic.of(row, base) for row in rows]
     pagination = PaginationPublic(
         total=total, limit=limit, offset=offset, has_more=offset + len(rows) < total
     )
@@ -102,7 +105,8 @@ async def read_file(
     request: Request, file_id: str, caller: Annotated[Caller, requires("files:read")]
 ) -> JSONResponse:
     row = await caller.db.get(FileRow, file_id, what="file")
-    return ok(FilePublic.of(row), request_id=request.state.request_id)
+    data = FilePublic.of(row, base_url(request, caller.settings))
+    return ok(data, request_id=request.state.request_id)
 
 
 @router.get(

@@ -2,13 +2,16 @@
 sutazai's ``/api/v1/status`` (the same report, for any authenticated caller).
 
 ``/health`` answers the union of the zentoria, z2 and sutazai shapes; the
-partio paths answer partio's PascalCase object.
+partio paths answer partio's PascalCase object. Model providers' states come
+from the registry's cached listings (a remote provider is asked at most once a
+minute, failures included) and the circuit breakers; no URL or key is shown.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+import time
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request, Response, Security
 from fastapi.responses import JSONResponse
@@ -22,6 +25,8 @@ from api.schemas.health import (
     ComponentsPublic,
     HealthDetailedPublic,
     HealthPublic,
+    PerformancePublic,
+    ProviderHealthPublic,
     QueueSummaryPublic,
     ReadyChecksPublic,
     ReadyPublic,
@@ -29,6 +34,7 @@ from api.schemas.health import (
 )
 from api.schemas.system import StatusPublic
 from engine import __version__
+from engine.ai import listings
 from engine.identity.principals import Principal
 from engine.platform.health import (
     HealthReport,
@@ -50,13 +56,29 @@ async def _report(resources: ResourcesDep) -> HealthReport:
     )
 
 
-def _summary(report: HealthReport, uptime: float) -> HealthPublic:
+def _ollama_state(providers: list[dict[str, Any]]) -> Status:
+    """sutazai's ``services.ollama``: the provider named ``ollama``, else the first
+    Ollama provider by priority; ``not_configured`` without one."""
+    ollamas = [p for p in providers if p["kind"] == "ollama"]
+    chosen = next((p for p in ollamas if p["name"] == "ollama"), ollamas[0] if ollamas else None)
+    if chosen is None:
+        return Status.NOT_CONFIGURED
+    return Status.HEALTHY if chosen["status"] == "healthy" else Status.UNHEALTHY
+
+
+async def _summary(resources: ResourcesDep) -> HealthPublic:
+    started = time.perf_counter()
+    report, providers = await asyncio.gather(
+        _report(resources), listings.provider_health(resources.models)
+    )
+    uptime = resources.uptime_seconds
     queue_states = {check.status for check in report.queues.values()}
     services = ServicesPublic(
         database=report.checks["database"].status,
         redis=report.checks["redis"].status,
         temporal=report.checks["temporal"].status,
         workers=Status.HEALTHY if queue_states == {Status.HEALTHY} else Status.DEGRADED,
+        ollama=_ollama_state(providers),
     )
     task_queues = {
         name: QueueSummaryPublic(status=check.status, pollers=check.details.get("pollers", 0))
@@ -69,7 +91,16 @@ def _summary(report: HealthReport, uptime: float) -> HealthPublic:
         uptime_seconds=round(uptime, 3),
         timestamp=timestamp(),
         services=services,
-        components=ComponentsPublic(**services.model_dump(), task_queues=task_queues),
+        components=ComponentsPublic(
+            **services.model_dump(),
+            task_queues=task_queues,
+            llm_providers={p["name"]: p["status"] for p in providers},
+        ),
+        providers=[ProviderHealthPublic.model_validate(p) for p in providers],
+        performance=PerformancePublic(
+            response_time_ms=round((time.perf_counter() - started) * 1000, 3),
+            cache_hit_rate=resources.models.cache.process_hit_rate(),
+        ),
     )
 
 
@@ -80,7 +111,7 @@ def _summary(report: HealthReport, uptime: float) -> HealthPublic:
 @router.get("/api/v1/health", include_in_schema=False, response_model=HealthPublic)
 @router.get("/health", summary="Liveness and summary health", response_model=HealthPublic)
 async def read_health(resources: ResourcesDep) -> HealthPublic:
-    return _summary(await _report(resources), resources.uptime_seconds)
+    return await _summary(resources)
 
 
 # A probe's keys that do not apply (latency, error, details) are left out, not null.
@@ -164,7 +195,7 @@ async def read_status(
     resources: ResourcesDep,
     principal: Annotated[Principal, Security(get_principal, scopes=["profile"])],
 ) -> JSONResponse:
-    summary = _summary(await _report(resources), resources.uptime_seconds)
+    summary = await _summary(resources)
     data = StatusPublic(
         status=summary.status,
         version=summary.version,

@@ -220,7 +220,8 @@ async def update_tenant(object_id: str, body: TenantUpdate, caller: AdminCaller)
 # --- users ----------------------------------------------------------------------------
 
 
-@router.put("/users", status_code=201, response_model=PartioUserPublic, summary="Create a user")
+# partio documents ``200 OK — UserMaster`` here (201 for tenants, credentials, endpoints).
+@router.put("/users", status_code=200, response_model=PartioUserPublic, summary="Create a user")
 async def create_user(body: UserCreate, caller: AdminCaller) -> PartioUserPublic:
     tenant = await caller.session.get(Tenant, caller.db.tenant_for_new_row(body.tenant_id))
     if tenant is None:

@@ -2,6 +2,8 @@
 
 The cells go to blob storage and a SemanticCellsWorkflow chunks and embeds
 them on the workers; the API waits for the run and answers partio's shapes.
+The endpoint must be the caller's tenant's, except for a global administrator,
+who may process with any tenant's endpoint (partio: "caller's tenant (non-admin)").
 """
 
 from __future__ import annotations
@@ -81,7 +83,7 @@ async def _process(
 async def process_cell(
     endpoint_id: str,
     body: SemanticCellRequest,
-    caller: Annotated[Caller, requires("ai:embeddings")],
+    caller: Annotated[Caller, requires("ai:embeddings", across_tenants=True)],
     resources: ResourcesDep,
     client: TemporalDep,
 ) -> SemanticCellPublic:
@@ -96,7 +98,7 @@ async def process_cell(
 async def process_cells(
     endpoint_id: str,
     body: Annotated[list[SemanticCellRequest], Body()],
-    caller: Annotated[Caller, requires("ai:embeddings")],
+    caller: Annotated[Caller, requires("ai:embeddings", across_tenants=True)],
     resources: ResourcesDep,
     client: TemporalDep,
 ) -> list[SemanticCellPublic]:

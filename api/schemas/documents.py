@@ -11,6 +11,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from engine.ai.providers.base import EmbeddingResult
 from engine.db.tables import File
+from engine.documents.files import file_url
 
 
 class FileErrorPublic(BaseModel):
@@ -36,7 +37,8 @@ class FilePublic(BaseModel):
     url: str
 
     @classmethod
-    def of(cls, row: File) -> FilePublic:
+    def of(cls, row: File, base_url: str = "") -> FilePublic:
+        """``url`` is absolute given the API's ``base_url`` (``api.links.base_url``)."""
         return cls(
             id=row.id,
             file_id=row.id,
@@ -56,7 +58,7 @@ class FilePublic(BaseModel):
             ),
             uploaded_at=row.created_at.isoformat(),
             processed_at=row.processed_at.isoformat() if row.processed_at else None,
-            url=f"/api/v1/mcp/files/{row.id}/download",
+            url=file_url(row.id, base_url),
         )
 
 

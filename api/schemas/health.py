@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel
 from pydantic.json_schema import SkipJsonSchema
 
+from api.schemas.models import BreakerStateName, ProviderStatus
 from engine.platform.health import CheckResult, Status
 from workflows.system_check import SystemCheckResult
 
@@ -21,10 +22,34 @@ class ServicesPublic(BaseModel):
     redis: Status
     temporal: Status
     workers: Status
+    # sutazai: the Ollama provider named ``ollama``, else the first Ollama one by
+    # priority; ``not_configured`` when there is none.
+    ollama: Status
 
 
 class ComponentsPublic(ServicesPublic):
     task_queues: dict[str, QueueSummaryPublic]
+    # z2: every model provider's state by name (the local provider included).
+    llm_providers: dict[str, ProviderStatus]
+
+
+class ProviderHealthPublic(BaseModel):
+    """One model provider as ``/health`` sees it (never its URL or key)."""
+
+    name: str
+    kind: str
+    source: str  # settings, database, builtin
+    status: ProviderStatus
+    circuit_breaker: BreakerStateName
+    error: str | None  # the code of its last failed listing
+
+
+class PerformancePublic(BaseModel):
+    """sutazai: this health answer's own time, and the response cache's hit rate
+    in this process (every tenant together)."""
+
+    response_time_ms: float
+    cache_hit_rate: float
 
 
 class HealthPublic(BaseModel):
@@ -37,6 +62,8 @@ class HealthPublic(BaseModel):
     timestamp: str
     services: ServicesPublic
     components: ComponentsPublic
+    providers: list[ProviderHealthPublic]
+    performance: PerformancePublic
 
 
 class CheckPublic(BaseModel):

@@ -89,6 +89,8 @@ class ModelSummaryPublic(BaseModel):
     provider: str
     type: ModelKind
     size: int | None
+    modified_at: str | None
+    digest: str | None
     status: Literal["available", "unavailable"]
     last_used: str | None
 

@@ -3,9 +3,11 @@ live provider listings, measured stats, breakers and the ledger."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from engine.ai.providers.base import ModelInfo
 from engine.ai.providers.catalog import ModelSpec, discovered_spec
@@ -40,6 +42,37 @@ def provider_status(rt: ModelRuntime, entry: ProviderEntry) -> str:
     if entry.name in rt.registry.listing_errors:
         return "unhealthy"
     return "healthy"
+
+
+PROVIDER_CHECK_SECONDS = 2.0
+
+
+async def provider_health(rt: ModelRuntime) -> list[dict[str, Any]]:
+    """Every configured provider (the local one included) with its state, for
+    ``/health``: name, kind, source, status, breaker and the last failure's code.
+
+    Remote providers are asked at most once per the registry's discovery cache
+    (a failure is remembered as long), each bounded by a short timeout; no base
+    URL or key is part of the answer.
+    """
+    try:
+        entries = await asyncio.wait_for(rt.registry.entries(), PROVIDER_CHECK_SECONDS)
+    except (TimeoutError, SQLAlchemyError, OSError):
+        # The database is down (health says so): the providers from settings still count.
+        entries = rt.registry.configured_entries()
+    remote = [entry for entry in entries if entry.kind != "local"]
+    await asyncio.gather(*(rt.registry.checked(entry, PROVIDER_CHECK_SECONDS) for entry in remote))
+    return [
+        {
+            "name": entry.name,
+            "kind": entry.kind,
+            "source": entry.source,
+            "status": provider_status(rt, entry),
+            "circuit_breaker": rt.breakers.state(entry.name).value,
+            "error": rt.registry.listing_errors.get(entry.name),
+        }
+        for entry in entries
+    ]
 
 
 def _model_public(
@@ -103,6 +136,8 @@ async def catalog(rt: ModelRuntime, tenant_id: str) -> dict[str, Any]:
                 "provider": entry.name,
                 "type": item["type"],
                 "size": item["size"],
+                "modified_at": item["modified_at"],
+                "digest": item["digest"],
                 "status": "available" if provider_status(rt, entry) == "healthy" else "unavailable",
                 "last_used": last_used.get(item["id"]),
             }
@@ -144,7 +179,10 @@ async def model_info(rt: ModelRuntime, model: str) -> dict[str, Any]:
         details = await show(target.model)
     spec = target.spec or ModelSpec(id=target.model, provider=entry.name)
     stat = (await rt.stats.get([f"{entry.name}/{target.model}"]))[f"{entry.name}/{target.model}"]
-    public = _model_public(spec, None, stat, await rt.registry.price_table())
+    # Size, date and digest as the provider lists them (its cached listing).
+    listed = {info.name: info for _, info in await provider_models(rt, entry) if info}
+    info = listed.get(target.model) or listed.get(f"{target.model}:latest")
+    public = _model_public(spec, info, stat, await rt.registry.price_table())
     return {
         **public,
         "name": target.model,

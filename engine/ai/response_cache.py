@@ -63,6 +63,13 @@ class ResponseCache:
     def backend(self) -> str:
         return "redis" if self.redis is not None else "memory"
 
+    def process_hit_rate(self) -> float:
+        """Hits over lookups of this process, every tenant together (no I/O: for
+        the unauthenticated ``/health``, which names no tenant)."""
+        hits = sum(counts["hits"] for counts in self._counts.values())
+        lookups = hits + sum(counts["misses"] for counts in self._counts.values())
+        return round(hits / lookups, 4) if lookups else 0.0
+
     def _full(self, tenant_id: str, key: str) -> str:
         return f"{PREFIX}{tenant_id}:{key}"
 

@@ -3,7 +3,9 @@
 Recording must never slow down or break a request, so the API only enqueues an
 entry; one writer task per process turns entries into rows (in small batches)
 and detail files. Bodies are redacted and capped before they reach the disk:
-tenant admins read this history, and credentials never belong in it.
+tenant admins read this history, and credentials never belong in it. Retention
+is not the API's job: a Temporal Schedule runs ``HistoryPurgeWorkflow``, whose
+activity calls ``purge_batch`` (see ``engine.audit.retention``).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_plus
 
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from engine.db.tables import RequestRecord
@@ -36,7 +38,6 @@ SENSITIVE_KEYS = frozenset(
     | {"authorization", "bearertoken", "credentials"}
 )
 SENSITIVE_SUFFIXES = ("password", "secret")  # new_password, client_secret, ...
-PURGE_INTERVAL_SECONDS = 3600
 _TEXT_TYPES = {"application/json", "application/xml", "application/x-www-form-urlencoded"}
 _JSON_PAIR = re.compile(r'"((?:[^"\\]|\\.)*)"(\s*:\s*)("(?:[^"\\]|\\.)*(?:"|$)|[^,{}\[\]\s"]*)')
 _KEY_VALUE = re.compile(r"([^&=\s\"'?]+)=([^&\s]*)")
@@ -229,8 +230,36 @@ def _purge_files(settings: Settings, cutoff: datetime) -> None:
             shutil.rmtree(day, ignore_errors=True)
 
 
+async def purge_batch(
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    as_of: datetime,
+    batch_size: int,
+) -> tuple[int, datetime]:
+    """Remove at most ``batch_size`` rows (oldest first) older than the retention
+    counted back from ``as_of``, and the detail-file days wholly older than it.
+
+    Returns:
+        The rows removed and the cutoff.
+    """
+    cutoff = as_of - timedelta(days=settings.request_history_retention_days)
+    async with sessions() as session:
+        expired = (
+            select(RequestRecord.id)
+            .where(RequestRecord.created_at < cutoff)
+            .order_by(RequestRecord.created_at)
+            .limit(batch_size)
+        )
+        ids = list((await session.scalars(expired)).all())
+        if ids:
+            await session.execute(delete(RequestRecord).where(RequestRecord.id.in_(ids)))
+            await session.commit()
+    await asyncio.to_thread(_purge_files, settings, cutoff)
+    return len(ids), cutoff
+
+
 class RequestHistory:
-    """One per API process: a bounded queue, a batching writer and the retention purge."""
+    """One per API process: a bounded queue and a batching writer."""
 
     def __init__(
         self,
@@ -261,10 +290,7 @@ class RequestHistory:
 
     def start(self) -> None:
         if not self._tasks:
-            self._tasks = [
-                asyncio.create_task(self._write_loop(), name="request-history-writer"),
-                asyncio.create_task(self._purge_loop(), name="request-history-purge"),
-            ]
+            self._tasks = [asyncio.create_task(self._write_loop(), name="request-history-writer")]
 
     async def stop(self, drain_seconds: float = 10.0) -> None:
         """Refuse new entries, write those queued (up to ``drain_seconds``), end the tasks."""
@@ -298,26 +324,6 @@ class RequestHistory:
         async with self._sessions() as session:
             session.add_all([_row(entry, entry.id in written) for entry in batch])
             await session.commit()
-
-    async def _purge_loop(self) -> None:
-        while True:
-            try:
-                await self.purge()
-            except Exception:
-                log.exception("request history: retention purge failed")
-            await asyncio.sleep(PURGE_INTERVAL_SECONDS)
-
-    async def purge(self, now: datetime | None = None) -> int:
-        """Remove rows and detail files older than the retention; returns rows removed."""
-        days = self.settings.request_history_retention_days
-        cutoff = (now or datetime.now(UTC)) - timedelta(days=days)
-        async with self._sessions() as session:
-            result = await session.execute(
-                delete(RequestRecord).where(RequestRecord.created_at < cutoff)
-            )
-            await session.commit()
-        await asyncio.to_thread(_purge_files, self.settings, cutoff)
-        return int(getattr(result, "rowcount", 0) or 0)
 
 
 async def read_detail(settings: Settings, record: RequestRecord) -> dict[str, Any] | None:

@@ -11,14 +11,15 @@ import json
 import uuid
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from temporalio.client import Client
 
 from engine.db.scope import TenantScope
 from engine.db.tables import EmbeddingEndpoint
-from engine.platform.egress import check_destination
-from engine.platform.errors import InvalidInput
-from engine.platform.runs import RunOptions, execute_run
+from engine.platform.egress import UpstreamUnreachable, check_destination
+from engine.platform.errors import InvalidInput, WeftError
+from engine.platform.runs import RunFailed, RunOptions, RunTimedOut, execute_run
 from engine.platform.settings import Settings
 from engine.storage.base import BlobStore, cells_prefix
 from workflows.document_payloads import AssembleResult, CellsInput
@@ -73,6 +74,28 @@ async def process_cells(
             client, settings, SemanticCellsWorkflow.run, params, run
         )
         answer: list[dict[str, Any]] = json.loads(await store.read_bytes(result.result_key))
+    except RunFailed as exc:
+        raise _endpoint_failure(exc, endpoint) from exc
     finally:
         await store.delete_prefix(prefix)
     return answer
+
+
+def _endpoint_failure(exc: RunFailed, endpoint: EmbeddingEndpoint) -> WeftError:
+    """The run's failure as the caller should see it: an endpoint that cannot be
+    reached (502) or did not answer in time (504) says so, naming the endpoint by
+    id and host (never its full URL, which may hold credentials)."""
+    reason = exc.details.get("reason")
+    parts = urlsplit(endpoint.endpoint or "")
+    where = f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)
+    details = {**exc.details, "endpoint_id": endpoint.id, "host": where}
+    if reason == "ProviderUnavailable":
+        return UpstreamUnreachable(
+            f"Embedding endpoint {endpoint.id} ({where}) cannot be reached", details=details
+        )
+    if reason == "ProviderTimeout":
+        return RunTimedOut(
+            f"Embedding endpoint {endpoint.id} ({where}) did not answer in time",
+            details=details,
+        )
+    return exc

@@ -40,6 +40,14 @@ class ChunkingConfig(BaseModel):
         return self
 
 
+class TooManyChunks(Exception):
+    """The document makes more chunks than allowed (a DOCUMENT_TOO_LARGE failure)."""
+
+    def __init__(self, count: int, limit: int) -> None:
+        super().__init__(f"the document has more chunks than allowed ({count} > {limit})")
+        self.count, self.limit = count, limit
+
+
 @dataclass(frozen=True)
 class ChunkText:
     index: int
@@ -96,9 +104,17 @@ def _pack(units: list[str], spans_of: SpanFn, size: int, overlap: int) -> list[t
 
 
 def chunk_pages(
-    pages: Sequence[tuple[int | None, str]], config: ChunkingConfig, spans_of: SpanFn
+    pages: Sequence[tuple[int | None, str]],
+    config: ChunkingConfig,
+    spans_of: SpanFn,
+    *,
+    max_chunks: int | None = None,
 ) -> list[ChunkText]:
-    """Chunk each page's text; indexes run across the whole document."""
+    """Chunk each page's text; indexes run across the whole document.
+
+    More than ``max_chunks`` chunks raises ``TooManyChunks`` as soon as the count
+    is passed (after the page that passes it).
+    """
     chunks: list[ChunkText] = []
     prefix = config.context_prefix or ""
     for page, text in pages:
@@ -112,4 +128,6 @@ def chunk_pages(
         for piece, tokens in pieces:
             if piece.strip():
                 chunks.append(ChunkText(len(chunks), page, prefix + piece.strip(), tokens))
+        if max_chunks is not None and len(chunks) > max_chunks:
+            raise TooManyChunks(len(chunks), max_chunks)
     return chunks

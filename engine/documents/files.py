@@ -96,6 +96,7 @@ async def store_upload(
     project_id: str | None,
     idempotency_key: str | None,
     max_bytes: int,
+    base_url: str = "",
 ) -> Upload:
     name = check_filename(filename)
     if idempotency_key:
@@ -126,7 +127,7 @@ async def store_upload(
     try:
         session.add(row)
         await outbox.emit(
-            session, tenant_id, EventType.FILE_UPLOADED, file_event(row), subject=row.id
+            session, tenant_id, EventType.FILE_UPLOADED, file_event(row, base_url), subject=row.id
         )
         await session.commit()
     except IntegrityError:
@@ -147,13 +148,18 @@ async def store_upload(
     return Upload(row, created=True)
 
 
-def file_event(row: File) -> dict[str, object]:
+def file_url(file_id: str, base_url: str = "") -> str:
+    """Where a file's bytes are downloaded: absolute given the API's base URL."""
+    return f"{base_url.rstrip('/')}/api/v1/mcp/files/{file_id}/download"
+
+
+def file_event(row: File, base_url: str = "") -> dict[str, object]:
     return {
         "file_id": row.id,
         "filename": row.filename,
         "size": row.size,
         "mime_type": row.mime_type,
-        "url": f"/api/v1/mcp/files/{row.id}/download",
+        "url": file_url(row.id, base_url),
         "user_id": row.uploaded_by,
     }
 

@@ -28,7 +28,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client, WorkflowQueryFailedError, WorkflowUpdateFailedError
 from temporalio.common import Priority
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from engine.consent.consents import require_consent
 from engine.db.scope import TenantScope
@@ -240,8 +240,15 @@ async def live_status(client: Client, row: Execution) -> PipelineStatus | None:
     handle = client.get_workflow_handle_for(PipelineWorkflow.run, row.workflow_id)
     try:
         return await handle.query(PipelineWorkflow.status, rpc_timeout=timedelta(seconds=10))
-    except (RPCError, WorkflowQueryFailedError):  # gone past retention: read the index
+    except WorkflowQueryFailedError:
         return None
+    except RPCError as exc:
+        # Gone past retention, or finished by the index's own account: the index
+        # answers. An open run whose server is unreachable is not answered from a
+        # stale index row ("running", no steps): the caller gets 503.
+        if is_not_found(exc) or row.status not in OPEN:
+            return None
+        raise
 
 
 async def cancel(db: TenantScope, client: Client, execution_id: str) -> Execution:
@@ -280,6 +287,8 @@ async def decide(
         cause = exc.cause
         raise Conflict(str(getattr(cause, "message", cause) or exc)) from None
     except RPCError as exc:
+        if exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
+            raise  # the workflow service is unreachable: 503, not a conflict
         raise Conflict(
             f"Execution {execution_id} is not waiting for approval: {exc.message}"
         ) from None

@@ -1,9 +1,12 @@
-"""Fixed-window rate limiting: in-process, on Redis, and Redis with a fallback.
+"""Sliding-window rate limiting: in-process, on Redis, and Redis with a fallback.
 
 The HTTP layer decides *what* to count (route group and principal, see
-``route_group``); this module only counts. Windows are aligned to the epoch
-(``window_start = now // window * window``) so every replica sharing Redis
-agrees on the same window without coordinating.
+``route_group``); this module only counts. The algorithm is the sliding window
+counter of the ``limits`` package (the same on Redis, in one Lua script, and in
+memory): a request is allowed while ``floor(previous * overlap) + current <
+limit``, where ``overlap`` is the share of the previous window still inside the
+sliding window. Unlike a fixed window, a burst at the end of one window still
+counts at the start of the next, so no edge lets twice the limit through.
 """
 
 from __future__ import annotations
@@ -12,10 +15,12 @@ import logging
 import math
 import re
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from limits import RateLimitItemPerSecond
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -35,12 +40,13 @@ class RateDecision:
     """The outcome of counting one request against a limit.
 
     Attributes:
-        allowed: Whether the request fits in the window.
+        allowed: Whether the request fits in the sliding window.
         limit: Requests allowed per window.
-        remaining: Requests still allowed in this window (never negative).
-        reset_at: Epoch seconds at which the current window ends.
+        remaining: Requests that would still fit now (never negative).
+        reset_at: Epoch seconds at which ``remaining`` next grows (when the
+            previous window's share drops by one, or the current window ends).
         window: Window length in seconds.
-        retry_after: Seconds to wait before retrying; 0 when allowed.
+        retry_after: Seconds to wait before one more request fits; 0 when allowed.
     """
 
     allowed: bool
@@ -67,97 +73,47 @@ class RateLimitBackendDown(Unavailable):
 
 
 def _decide(
-    count: int, limit: int, window_start: int, window: int, now: float, *, peek: bool = False
+    allowed: bool | None,
+    limit: int,
+    window: int,
+    stats: tuple[int, float, int, float],
+    now: float,
 ) -> RateDecision:
-    reset_at = window_start + window
-    # A hit has been counted already; a peek asks about the one after ``count``.
-    allowed = count < limit if peek else count <= limit
+    """A decision from the store's sliding-window state after the request.
+
+    ``stats`` is ``limits``' ``(previous count, previous TTL, current count,
+    current TTL)``: the previous window weighs ``previous TTL / window`` and the
+    current window ends in ``current TTL - window`` (its key lives two windows).
+    ``allowed`` is the hit's outcome, or ``None`` for a peek (does one more fit?).
+    """
+    previous, previous_ttl, current, current_ttl = stats
+    share = math.floor(previous * previous_ttl / window) if previous else 0
+    remaining = max(0, limit - share - current)
+    waits = []
+    if share:  # the previous window's share drops by one
+        waits.append(previous_ttl - share * window / previous)
+    if current:  # the current window ends and starts to decay
+        waits.append(current_ttl - window)
+    wait = max(0.0, min(waits, default=0.0))
+    if allowed is None:
+        allowed = remaining > 0
     return RateDecision(
         allowed=allowed,
         limit=limit,
-        remaining=max(0, limit - count),
-        reset_at=reset_at,
+        remaining=remaining,
+        reset_at=math.ceil(now + wait),
         window=window,
-        retry_after=0 if allowed else max(1, math.ceil(reset_at - now)),
+        # Just past the moment, so the one retry fits.
+        retry_after=0 if allowed else max(1, math.ceil(wait + 0.001)),
     )
 
 
-class MemoryRateLimiter:
-    """Fixed-window counters in this process.
+class _SlidingWindowLimiter:
+    """The ``limits`` sliding window counter on one store, as a ``RateLimiter``."""
 
-    ``hit`` never awaits, so under asyncio each call runs to completion without
-    interleaving: no lock is needed for exact counts. Memory is bounded by
-    sweeping ended windows at most once per ``sweep_interval`` seconds and, as a
-    last resort, dropping the oldest buckets beyond ``max_keys``.
-
-    Args:
-        max_keys: Upper bound on tracked buckets.
-        sweep_interval: Minimum seconds between sweeps of ended windows.
-        clock: Epoch-seconds clock (injectable so window roll-over is testable).
-    """
-
-    def __init__(
-        self,
-        *,
-        max_keys: int = 100_000,
-        sweep_interval: float = 5.0,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self._counts: dict[str, tuple[int, int, int]] = {}  # key -> (start, window, count)
-        self._max_keys = max_keys
-        self._sweep_interval = sweep_interval
-        self._clock = clock
-        self._next_sweep = 0.0
-
-    def __len__(self) -> int:
-        return len(self._counts)
-
-    async def hit(self, key: str, limit: int, window_seconds: int) -> RateDecision:
-        now, start, count = self._current(key, window_seconds)
-        if count == 0:
-            # A new window: re-insert at the end, so dict order follows window age
-            # and the cap below evicts the oldest buckets first.
-            self._counts.pop(key, None)
-            self._evict(now)
-        self._counts[key] = (start, window_seconds, count + 1)
-        return _decide(count + 1, limit, start, window_seconds, now)
-
-    async def peek(self, key: str, limit: int, window_seconds: int) -> RateDecision:
-        now, start, count = self._current(key, window_seconds)
-        return _decide(count, limit, start, window_seconds, now, peek=True)
-
-    def _current(self, key: str, window_seconds: int) -> tuple[float, int, int]:
-        now = self._clock()
-        start = int(now) // window_seconds * window_seconds
-        stored = self._counts.get(key)
-        count = stored[2] if stored and stored[:2] == (start, window_seconds) else 0
-        return now, start, count
-
-    def _evict(self, now: float) -> None:
-        # Sweeping is O(n), so only on a timer: at the cap, a flood of new keys
-        # must cost O(1) each, not a scan each.
-        if now >= self._next_sweep:
-            self._next_sweep = now + self._sweep_interval
-            for ended in [k for k, (s, w, _) in self._counts.items() if s + w <= now]:
-                del self._counts[ended]
-        while len(self._counts) >= self._max_keys:
-            del self._counts[next(iter(self._counts))]
-
-
-class RedisRateLimiter:
-    """Fixed-window counters in Redis, shared by every API replica.
-
-    INCR and EXPIREAT run in one MULTI/EXEC transaction, so a counter never
-    exists without its expiry even if a replica dies between the two.
-
-    Args:
-        redis: An asyncio Redis client.
-        prefix: Prefix of every counter key.
-    """
-
-    def __init__(self, redis: Redis, prefix: str = "weft:rl:") -> None:
-        self._redis = redis
-        self._prefix = prefix
+    def __init__(self, storage: Storage) -> None:
+        self._storage = storage
+        self._strategy = SlidingWindowCounterRateLimiter(storage)
 
     async def hit(self, key: str, limit: int, window_seconds: int) -> RateDecision:
         return await self._count(key, limit, window_seconds, peek=False)
@@ -168,21 +124,90 @@ class RedisRateLimiter:
     async def _count(
         self, key: str, limit: int, window_seconds: int, *, peek: bool
     ) -> RateDecision:
-        now = time.time()
-        start = int(now) // window_seconds * window_seconds
-        name = f"{self._prefix}{key}:{start}"
+        item = RateLimitItemPerSecond(limit, window_seconds)
+        allowed = None if peek else await self._strategy.hit(item, key)
+        stats = await self._storage.get_sliding_window(  # type: ignore[attr-defined]
+            item.key_for(key), window_seconds
+        )
+        return _decide(allowed, limit, window_seconds, stats, time.time())
+
+
+class _BoundedMemoryStorage(MemoryStorage):
+    """``limits``' in-process store with a cap on keys and a throttled sweep.
+
+    The store sweeps expired keys in a task it schedules on every count; that
+    sweep is O(keys), so it runs at most once per ``sweep_interval`` (a flood of
+    new keys must cost O(1) each, not a scan each). Past ``max_keys``, the
+    oldest keys are dropped as a last resort.
+    """
+
+    def __init__(self, max_keys: int, sweep_interval: float) -> None:
+        super().__init__()
+        self._max_keys = max_keys
+        self._sweep_interval = sweep_interval
+        self._next_sweep = 0.0
+
+    async def _MemoryStorage__schedule_expiry(self) -> None:  # overrides the private hook
+        now = time.monotonic()
+        if now >= self._next_sweep:
+            self._next_sweep = now + self._sweep_interval
+            await super()._MemoryStorage__schedule_expiry()  # type: ignore[misc]
+
+    async def incr(self, key: str, expiry: float, amount: int = 1) -> int:
+        if key not in self.storage:
+            while len(self.storage) >= self._max_keys:
+                await self.clear(next(iter(self.storage)))
+        return await super().incr(key, expiry, amount)
+
+
+class MemoryRateLimiter(_SlidingWindowLimiter):
+    """Sliding-window counters in this process.
+
+    Windows are aligned to the epoch. Memory is bounded: ended windows are swept
+    at most once per ``sweep_interval`` seconds and, as a last resort, the oldest
+    counters beyond ``max_keys`` are dropped (each principal holds two).
+
+    Args:
+        max_keys: Upper bound on tracked counters.
+        sweep_interval: Minimum seconds between sweeps of ended windows.
+    """
+
+    def __init__(self, *, max_keys: int = 100_000, sweep_interval: float = 5.0) -> None:
+        self._memory = _BoundedMemoryStorage(max_keys, sweep_interval)
+        super().__init__(self._memory)
+
+    def __len__(self) -> int:
+        return len(self._memory.storage)
+
+
+class RedisRateLimiter(_SlidingWindowLimiter):
+    """Sliding-window counters in Redis, shared by every API replica.
+
+    Each count is one Lua script (atomic on the server), so replicas never
+    over-admit; the state read after it is a second one. A principal's window
+    starts at its first counted request and its two keys expire on their own.
+
+    Args:
+        redis: An asyncio Redis client (its connection pool is shared).
+        prefix: Prefix of every counter key.
+    """
+
+    def __init__(self, redis: Redis, prefix: str = "weft:rl") -> None:
+        storage = RedisStorage(
+            "async+redis://",
+            implementation="redispy",
+            key_prefix=prefix,
+            connection_pool=redis.connection_pool,  # type: ignore[arg-type]
+        )
+        super().__init__(storage)
+
+    async def _count(
+        self, key: str, limit: int, window_seconds: int, *, peek: bool
+    ) -> RateDecision:
         try:
-            if peek:
-                count = int(await self._redis.get(name) or 0)
-            else:
-                async with self._redis.pipeline(transaction=True) as pipe:
-                    pipe.incr(name)
-                    # One second of grace so a replica with a slow clock still finds it.
-                    pipe.expireat(name, start + window_seconds + 1)
-                    count = int((await pipe.execute())[0])
+            return await super()._count(key, limit, window_seconds, peek=peek)
         except (TimeoutError, RedisError, OSError) as exc:
             raise RateLimitBackendDown("Rate limiting is unavailable") from exc
-        return _decide(count, limit, start, window_seconds, now, peek=peek)
 
 
 class ResilientRateLimiter:

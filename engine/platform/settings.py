@@ -81,10 +81,19 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_request_bytes: int = Field(default=1_048_576, gt=0)
     max_upload_bytes: int = Field(default=104_857_600, gt=0)
+    # Caps on one document's processing: past any of them the run fails at once
+    # with DOCUMENT_TOO_LARGE (a few KB of PDF can name thousands of pages).
+    max_document_pages: int = Field(default=2_000, gt=0)
+    max_document_chunks: int = Field(default=20_000, gt=0)
+    max_document_chars: int = Field(default=20_000_000, gt=0)
     # Reverse proxies whose X-Forwarded-For/-Proto `weft api` believes (addresses or
     # CIDRs, comma-separated; "*" for any). Empty: the client is the connection's
     # peer, whatever a request claims (rate limits and request history use it).
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # The address clients reach the API at (``https://api.example.com``): absolute
+    # URLs in answers and events (file ``url``) start with it. Unset: the request's
+    # own base URL (events raised outside a request then carry the path only).
+    public_base_url: str | None = None
 
     # --- security ------------------------------------------------------------
     jwt_secret: str | None = Field(default=None, repr=False)

@@ -5,19 +5,27 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
+from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 from sqlalchemy import select
+from temporalio.client import ScheduleActionExecutionStartWorkflow, ScheduleOverlapPolicy
+from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
+from engine.audit import retention
 from engine.audit.request_history import HistoryEntry, RequestHistory, detail_path, redact
 from engine.db.connection import create_engine, create_sessionmaker
 from engine.db.tables import RequestRecord
 from engine.platform.ids import new_id
+from engine.platform.queues import TaskQueue, queue_name
 from engine.platform.settings import Settings
 from tests.conftest import api_client, make_tenant
+from workers.main import WorkerResources, build_workers
+from workflows.history_purge import HistoryPurgeInput, HistoryPurgeResult, HistoryPurgeWorkflow
 
 pytestmark = pytest.mark.asyncio
 
@@ -189,40 +197,110 @@ async def test_bodies_over_the_cap_are_stored_truncated(settings: Settings, admi
         assert "[REDACTED]" in on_disk and password[:10] not in on_disk
 
 
-async def test_retention_purge_removes_old_rows_and_files(settings: Settings) -> None:
-    app = create_app(settings)
-    days = settings.request_history_retention_days
+async def add_aged_rows(settings: Settings, ages: list[int]) -> dict[int, RequestRecord]:
+    """Rows (with detail files) created ``age`` days ago, one per age."""
     now = datetime.now(UTC)
-    async with api_client(app):
-        resources = app.state.resources
-        rows = {
-            age: RequestRecord(
-                id=new_id("rq"),
-                request_id=f"age-{age}",
-                method="GET",
-                path="/aged",
-                status_code=200,
-                duration_ms=1.0,
-                has_detail=True,
-                created_at=now - timedelta(days=age),
-            )
-            for age in (days + 3, days - 1, 0)
-        }
-        async with resources.sessions() as session:
+    rows = {
+        age: RequestRecord(
+            id=new_id("rq"),
+            request_id=f"age-{age}",
+            method="GET",
+            path="/aged",
+            status_code=200,
+            duration_ms=1.0,
+            has_detail=True,
+            created_at=now - timedelta(days=age, minutes=1),
+        )
+        for age in ages
+    }
+    engine = create_engine(settings)
+    try:
+        async with create_sessionmaker(engine)() as session:
             session.add_all(rows.values())
             await session.commit()
-        files = {}
-        for age, row in rows.items():
-            files[age] = detail_path(settings, row.id, row.created_at)
-            files[age].parent.mkdir(parents=True, exist_ok=True)
-            files[age].write_text('{"RequestBody": null, "ResponseBody": null}')
+    finally:
+        await engine.dispose()
+    for row in rows.values():
+        path = detail_path(settings, row.id, row.created_at)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text('{"RequestBody": null, "ResponseBody": null}')
+    return rows
 
-        await resources.history.purge()
-        async with resources.sessions() as session:
-            kept = set((await session.scalars(select(RequestRecord.id))).all())
-        assert rows[days + 3].id not in kept and not files[days + 3].parent.exists()
-        assert {rows[days - 1].id, rows[0].id} <= kept
-        assert files[days - 1].exists() and files[0].exists()
+
+async def stored_ids(settings: Settings) -> set[str]:
+    engine = create_engine(settings)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            return set((await session.scalars(select(RequestRecord.id))).all())
+    finally:
+        await engine.dispose()
+
+
+async def test_the_retention_schedule_purges_old_rows_and_files_in_batches(
+    settings: Settings, temporal_env: WorkflowEnvironment
+) -> None:
+    """A Temporal Schedule runs the purge (one per deployment), not a loop in each API."""
+    client = temporal_env.client
+    prefix = f"t-{uuid.uuid4().hex[:12]}-"
+    tuned = settings.model_copy(update={"task_queue_prefix": prefix})
+    days = tuned.request_history_retention_days
+    resources = WorkerResources.open(tuned)
+    try:
+        async with AsyncExitStack() as stack:
+            for worker in build_workers(
+                client, [TaskQueue.WORKFLOWS, TaskQueue.IO], resources, prefix=prefix
+            ):
+                await stack.enter_async_context(worker)
+            # Run directly, in batches of two: five old rows take three batches.
+            old = await add_aged_rows(tuned, [days + n for n in range(1, 6)])
+            result = await client.execute_workflow(
+                HistoryPurgeWorkflow.run,
+                HistoryPurgeInput(batch_size=2),
+                id=f"{prefix}purge-direct",
+                task_queue=queue_name(TaskQueue.WORKFLOWS, prefix),
+                result_type=HistoryPurgeResult,
+            )
+            assert (result.deleted, result.batches) == (5, 3)
+            assert not set(r.id for r in old.values()) & await stored_ids(tuned)
+
+            # The schedule: created at worker start (again: idempotent), hourly, no overlap.
+            rows = await add_aged_rows(tuned, [days + 3, days - 1, 0])
+            await retention.ensure_purge_schedule(client, tuned)
+            handle = await retention.ensure_purge_schedule(client, tuned)
+            try:
+                described = await handle.describe()
+                assert described.id == f"{prefix}weft-history-purge"
+                assert described.schedule.spec.intervals[0].every == timedelta(hours=1)
+                assert described.schedule.policy.overlap is ScheduleOverlapPolicy.SKIP
+                await handle.trigger()
+                for _ in range(300):  # the triggered action is listed within a moment
+                    described = await handle.describe()
+                    if described.info.recent_actions:
+                        break
+                    await asyncio.sleep(0.2)
+                action = described.info.recent_actions[0].action
+                assert isinstance(action, ScheduleActionExecutionStartWorkflow)
+                assert action.workflow_id.startswith(f"{prefix}history-purge")
+                run = client.get_workflow_handle(action.workflow_id, result_type=HistoryPurgeResult)
+                purged = await run.result()
+            finally:
+                await handle.delete()
+    finally:
+        await resources.close()
+    assert (purged.deleted, purged.batches) == (1, 1)
+    kept = await stored_ids(tuned)
+    assert rows[days + 3].id not in kept
+    assert not detail_path(tuned, rows[days + 3].id, rows[days + 3].created_at).parent.exists()
+    assert {rows[days - 1].id, rows[0].id} <= kept
+    for age in (days - 1, 0):
+        assert detail_path(tuned, rows[age].id, rows[age].created_at).exists()
+
+
+async def test_the_api_runs_no_purge_loop_of_its_own(settings: Settings) -> None:
+    async with api_client(create_app(settings)):
+        names = {task.get_name() for task in asyncio.all_tasks()}
+    assert "request-history-writer" in names
+    assert not [name for name in names if "purge" in name]
 
 
 async def test_probes_docs_and_head_are_not_recorded(settings: Settings, admin_key: str) -> None:

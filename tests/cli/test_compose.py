@@ -137,8 +137,8 @@ def test_compose_environment_passes_settings_validation(
 def test_the_image_can_process_documents_with_cpu_torch(
     services: dict[str, dict[str, Any]],
 ) -> None:
-    """Chunking, embeddings, OCR and RAG need the ML extra; torch comes CPU-only at
-    pyproject's pinned version."""
+    """Chunking, embeddings, OCR and RAG need the ML extra, the Qdrant index its
+    extra; torch comes CPU-only at pyproject's pinned version."""
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     (torch_pin,) = [d for d in pyproject["project"]["optional-dependencies"]["ml"]
                     if d.startswith("torch==")]  # fmt: skip
@@ -148,7 +148,9 @@ def test_the_image_can_process_documents_with_cpu_torch(
     assert 'pip install --no-cache-dir ".[${EXTRAS}]"' in dockerfile
     for name in PROJECT_SERVICES:
         args = services[name]["build"]["args"]
-        assert "ml" in args["EXTRAS"].split(","), name
+        extras = args["EXTRAS"].split(",")
+        # Qdrant: the stack's vector index (WEFT_VECTOR_INDEX=qdrant) needs its client.
+        assert {"ml", "qdrant"} <= set(extras), name
         assert substitute(args["TORCH_INDEX_URL"]), name  # required: compose refuses without
 
 

@@ -93,7 +93,7 @@ async def test_users_credentials_endpoints(partio: httpx.AsyncClient, settings: 
             "IsAdmin": False,
         },
     )
-    assert user.status_code == 201, user.text
+    assert user.status_code == 200, user.text
     assert user.json()["Password"] is None and user.json()["FirstName"] == "John"
     uid = user.json()["Id"]
 

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
@@ -59,6 +59,7 @@ from workflows.activities import (
     OPEN_CALLBACK,
     PING_QUEUE,
     PULL_MODEL,
+    PURGE_REQUEST_HISTORY,
     RECORD_A2A_SESSION,
     RECORD_A2A_TASK,
     RECORD_COMMAND,
@@ -69,6 +70,8 @@ from workflows.activities import (
     START_SCHEDULED_RUN,
     WEBHOOK_EXHAUSTED,
     Activity,
+    HistoryPurgeBatch,
+    HistoryPurged,
     PingInput,
     PingResult,
     PullModelInput,
@@ -159,6 +162,8 @@ class FakeActivities:
             categories no longer covered); once used up, the consent holds.
         revoke_on_check: the ``check_consent`` call (1-based) after which the run
             gets a ``consent_revoked`` signal, as the API sends it on a revoke.
+        expired_history: request-history rows past their retention, which
+            ``purge_request_history`` deletes a batch at a time.
     """
 
     def __init__(
@@ -176,6 +181,7 @@ class FakeActivities:
         delivery_fails: int = 0,
         consent_missing: Sequence[Sequence[str]] = (),
         revoke_on_check: int | None = None,
+        expired_history: int = 0,
     ) -> None:
         self.pages, self.chunks, self.scanned, self.cells = pages, chunks, set(scanned), cells
         self.failures = {name: list(errors) for name, errors in (failures or {}).items()}
@@ -186,6 +192,7 @@ class FakeActivities:
         self.delivery_fails = delivery_fails  # webhook attempts that fail before one succeeds
         self.consent_missing = [list(missing) for missing in consent_missing]
         self.revoke_on_check = revoke_on_check
+        self.expired_history = expired_history
         self.calls: list[Call] = []
 
     def called(self, name: Activity) -> list[Any]:
@@ -231,7 +238,7 @@ class FakeActivities:
                            self.answer_a2a_agent, self.run_a2a_pipeline, self.record_a2a_task,
                            self.call_remote_agent, self.record_a2a_session,
                            self.dispatch_events, self.deliver_webhook,
-                           self.webhook_exhausted],
+                           self.webhook_exhausted, self.purge_request_history],
             TaskQueue.CPU: [self.ping_queue, self.extract_text, self.chunk_text,
                             self.chunk_cells, self.assemble_cells],
             TaskQueue.ML: [self.ping_queue, self.embed_chunks],
@@ -460,6 +467,13 @@ class FakeActivities:
             total=PULL_TOTAL,
             completed=PULL_TOTAL - 1,  # Ollama's last line may lag behind the total
         )
+
+    @PURGE_REQUEST_HISTORY.defn
+    async def purge_request_history(self, params: HistoryPurgeBatch) -> HistoryPurged:
+        await self._enter(Activity.PURGE_REQUEST_HISTORY, params)
+        deleted = min(params.batch_size, self.expired_history)
+        self.expired_history -= deleted
+        return HistoryPurged(deleted=deleted, cutoff=params.as_of - timedelta(days=7))
 
 
 def new_prefix() -> str:

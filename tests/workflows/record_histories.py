@@ -63,6 +63,7 @@ from workflows.document_payloads import CellsInput, EmbeddingSpec
 from workflows.document_processing import DocumentProcessingInput, DocumentProcessingWorkflow
 from workflows.event_dispatch import EventDispatchWorkflow
 from workflows.event_payloads import DeliveryInput, DispatchInput
+from workflows.history_purge import HistoryPurgeInput, HistoryPurgeWorkflow
 from workflows.model_pull import ModelPullInput, ModelPullWorkflow
 from workflows.pipeline import PipelineInput, PipelineWorkflow
 from workflows.pipeline_payloads import LoadedDefinition
@@ -377,6 +378,12 @@ SCENARIOS: dict[str, Scenario] = {
             input_data={"email": "a@example.com"},
         ),
         FakeActivities,
+    ),
+    # Request-history retention: two full batches, then a short one ends the run.
+    "history_purge": Scenario(
+        HistoryPurgeWorkflow.run,
+        HistoryPurgeInput(batch_size=2),
+        lambda: FakeActivities(expired_history=5),
     ),
     "system_check": Scenario(
         SystemCheckWorkflow.run,

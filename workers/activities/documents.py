@@ -30,8 +30,15 @@ from engine.ai.providers.base import EmbeddingProvider
 from engine.ai.providers.endpoints import endpoint_embedder
 from engine.ai.usage import record_usage
 from engine.db.tables import Chunk, ChunkVector, EmbeddingEndpoint, File, UsageRecord
-from engine.documents.chunking import ChunkingConfig, chunk_pages
-from engine.documents.extract import DocumentError, PageText, count_pages, extract_pages
+from engine.documents.chunking import ChunkingConfig, TooManyChunks, chunk_pages
+from engine.documents.extract import (
+    DocumentError,
+    Limits,
+    PageText,
+    count_pages,
+    extract_pages,
+    too_large,
+)
 from engine.documents.sniff import sniff
 from engine.events import outbox
 from engine.events.catalog import EventType
@@ -131,11 +138,20 @@ class DocumentActivities:
             chunked=chunked,
         )
 
-    @staticmethod
-    async def _extract(path: Path, params: ExtractInput) -> tuple[int, list[PageText]]:
+    @property
+    def _limits(self) -> Limits:
+        return Limits(
+            max_pages=self.settings.max_document_pages,
+            max_chars=self.settings.max_document_chars,
+        )
+
+    async def _extract(self, path: Path, params: ExtractInput) -> tuple[int, list[PageText]]:
         with path.open("rb") as handle:
-            family = sniff(handle.read(8192)).family
-        total = await _permanent_on_document_error(asyncio.to_thread(count_pages, path, family))
+            family = sniff(handle.read(8192), whole=handle).family
+        limits = self._limits
+        total = await _permanent_on_document_error(
+            asyncio.to_thread(count_pages, path, family, limits)
+        )
         loop = asyncio.get_running_loop()
 
         def heartbeat(page: int) -> None:  # called from the extraction thread
@@ -150,6 +166,7 @@ class DocumentActivities:
                 min(params.last_page, total),
                 ocr=params.ocr,
                 on_page=heartbeat,
+                limits=limits,
             )
         )
         return total, pages
@@ -167,7 +184,20 @@ class DocumentActivities:
         pages = [(item["page"], item["text"]) for item in payload]
         if not any(text.strip() for _, text in pages):
             raise permanent("NO_TEXT", "no text could be extracted from the document")
-        chunks = await asyncio.to_thread(chunk_pages, pages, config, local.token_spans)
+        chars, limit = sum(len(text) for _, text in pages), self.settings.max_document_chars
+        if chars > limit:
+            error = too_large("characters of text", chars, limit)
+            raise permanent(error.code, error.message)
+        try:
+            chunks = await asyncio.to_thread(
+                chunk_pages,
+                pages,
+                config,
+                local.token_spans,
+                max_chunks=self.settings.max_document_chunks,
+            )
+        except TooManyChunks as exc:
+            raise permanent("DOCUMENT_TOO_LARGE", str(exc)) from None
         key = f"{work_prefix(ref.tenant_id, ref.file_id)}/chunks.json"
         items = [{"index": c.index, "page": c.page, "text": c.text, "tokens": c.tokens}
                  for c in chunks]  # fmt: skip

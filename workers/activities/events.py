@@ -35,7 +35,8 @@ class EventActivities:
     @DISPATCH_EVENTS.defn
     async def dispatch_events(self, params: DispatchBatch) -> DispatchResult:
         dispatcher = Dispatcher(self.settings, self.sessions, activity.client(), self.redis)
-        done = await dispatcher.run(params.limit)
+        async with heartbeating():  # a worker that died is noticed in seconds
+            done = await dispatcher.run(params.limit)
         return DispatchResult(
             sequenced=done.sequenced,
             dispatched=done.dispatched,

@@ -49,8 +49,8 @@ class McpActivities:
             try:
                 return await work.run(services, db, params)
             except WeftError as exc:
-                if getattr(exc, "retryable", False):
-                    raise
+                if getattr(exc, "retryable", False):  # retried, under the engine's code
+                    raise ApplicationError(exc.message, exc.details, type=exc.code) from None
                 raise ApplicationError(
                     exc.message, exc.details, type=exc.code, non_retryable=True
                 ) from None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import httpx
@@ -55,6 +56,7 @@ from workflows.pipeline_payloads import (
 
 T = TypeVar("T")
 HEARTBEAT_SECONDS = 5.0
+MAX_RETRY_AFTER_SECONDS = 60.0  # the pipeline retry policy's maximum interval
 MAX_CAPTURED_BYTES = 256 * 1024  # a response body kept in history and results
 SENT_HEADERS_LIMIT = 50
 NOTIFY_TIMEOUT_SECONDS = 30.0  # a wait_for_callback step's notify request
@@ -64,13 +66,26 @@ def permanent(exc: WeftError) -> ApplicationError:
     return ApplicationError(exc.message, exc.details, type=exc.code, non_retryable=True)
 
 
+def retryable(exc: WeftError) -> ApplicationError:
+    """A failure another attempt may heal, under the engine's code (not the class
+    name Temporal would give it), waiting as long as a provider's Retry-After asks
+    (at most the retry policy's longest interval)."""
+    retry_after = getattr(exc, "retry_after", None)
+    delay = (
+        timedelta(seconds=min(float(retry_after), MAX_RETRY_AFTER_SECONDS))
+        if isinstance(retry_after, int | float) and retry_after > 0
+        else None
+    )
+    return ApplicationError(exc.message, exc.details, type=exc.code, next_retry_delay=delay)
+
+
 async def _engine_errors(work: Awaitable[T]) -> T:
     """Engine errors that cannot heal become permanent; the rest are retried."""
     try:
         return await work
     except WeftError as exc:
         if getattr(exc, "retryable", False):
-            raise
+            raise retryable(exc) from None
         raise permanent(exc) from None
 
 

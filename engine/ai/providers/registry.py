@@ -8,6 +8,7 @@ and at once after a change made through this process.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -82,10 +83,12 @@ class ProviderRegistry:
         self._cached: tuple[float, list[ProviderEntry]] | None = None
         self._discovered: dict[str, tuple[float, list[ModelInfo]]] = {}
         self.listing_errors: dict[str, str] = {}  # provider -> code of its last listing failure
+        self._failed_at: dict[str, float] = {}  # provider -> when its last listing failed
 
     def invalidate(self) -> None:
         self._cached = None
         self._discovered.clear()
+        self._failed_at.clear()
 
     async def entries(self) -> list[ProviderEntry]:
         """Every provider, remote ones by priority, the local one last."""
@@ -99,6 +102,12 @@ class ProviderRegistry:
         entries = [*found, self._local]
         self._cached = (now, entries)
         return entries
+
+    def configured_entries(self) -> list[ProviderEntry]:
+        """The providers from settings and the local one, without the database
+        (what a health report lists while the database cannot be read)."""
+        found = sorted(self._from_settings(), key=lambda entry: (entry.priority, entry.name))
+        return [*found, self._local]
 
     def _entry(
         self, name: str, kind: str, base_url: str | None, api_key: str | None, **extra: Any
@@ -189,6 +198,7 @@ class ProviderRegistry:
             models = await entry.client.list_models()
         except Exception as exc:
             self.listing_errors[entry.name] = getattr(exc, "code", type(exc).__name__)
+            self._failed_at[entry.name] = time.monotonic()
             if strict:
                 raise
             log.info("provider %s did not list its models: %s", entry.name, exc)
@@ -196,6 +206,24 @@ class ProviderRegistry:
         self.listing_errors.pop(entry.name, None)
         self._discovered[entry.name] = (now, models)
         return models
+
+    async def checked(self, entry: ProviderEntry, seconds: float) -> None:
+        """Refresh what is known of a remote provider's state (``listing_errors``),
+        unless a listing, or a failed attempt, is under ``DISCOVERY_TTL_SECONDS``
+        old: health reports call this, and never probe a provider more often.
+        A provider silent for ``seconds`` counts as failed (``GATEWAY_TIMEOUT``)."""
+        now = time.monotonic()
+        cached = self._discovered.get(entry.name)
+        failed = self._failed_at.get(entry.name)
+        if cached is not None and now - cached[0] < DISCOVERY_TTL_SECONDS:
+            return
+        if failed is not None and now - failed < DISCOVERY_TTL_SECONDS:
+            return
+        try:
+            await asyncio.wait_for(self.discovered(entry), seconds)
+        except TimeoutError:
+            self.listing_errors[entry.name] = "GATEWAY_TIMEOUT"
+            self._failed_at[entry.name] = time.monotonic()
 
     async def default_chat_model(self) -> str:
         """WEFT_DEFAULT_CHAT_MODEL, else the first remote chat model, else extractive."""
