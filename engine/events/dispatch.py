@@ -48,6 +48,10 @@ class Dispatched:
 
 
 def subscribed(hook: Webhook, event: Event) -> bool:
+    if event.created_at < hook.created_at:
+        # It happened before the subscription existed (a dispatcher running behind
+        # must not hand a new webhook, or a new A2A push config, older news).
+        return False
     if event.type == EventType.WEBHOOK_TEST:
         return (event.data or {}).get("webhook_id") == hook.id
     return event.type in hook.events or ALL in hook.events

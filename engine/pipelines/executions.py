@@ -243,12 +243,20 @@ async def live_status(client: Client, row: Execution) -> PipelineStatus | None:
     except WorkflowQueryFailedError:
         return None
     except RPCError as exc:
-        # Gone past retention, or finished by the index's own account: the index
-        # answers. An open run whose server is unreachable is not answered from a
-        # stale index row ("running", no steps): the caller gets 503.
-        if is_not_found(exc) or row.status not in OPEN:
+        # Gone past retention, finished by the index's own account, or no worker
+        # answers the query just now: the index answers. An open run whose
+        # server is unreachable is not answered from a stale index row
+        # ("running", no steps): the caller gets 503.
+        if is_not_found(exc) or row.status not in OPEN or await _server_answers(client):
             return None
         raise
+
+
+async def _server_answers(client: Client) -> bool:
+    try:
+        return await client.service_client.check_health(timeout=timedelta(seconds=5))
+    except RPCError:
+        return False
 
 
 async def cancel(db: TenantScope, client: Client, execution_id: str) -> Execution:

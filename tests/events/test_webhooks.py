@@ -230,7 +230,13 @@ async def test_a_receiver_down_for_a_while_gets_every_event_exactly_once(
             assert {a.event["id"] for a in attempts} == {event_id}
         log = await deliveries(stack.settings, hook["id"])
         retried = [row for row in log if row.status == "retrying"]
-        assert retried and all(row.status_code == 503 for row in retried)
+        # Retried because of the 503s; on a loaded machine an attempt may also time
+        # out (no status), but never fail otherwise.
+        causes = [(row.status_code, row.error) for row in retried]
+        assert any(code == 503 for code, _ in causes), causes
+        timed_out = ("no answer within", "Timeout")
+        assert all(code == 503 or (code is None and any(t in (error or "") for t in timed_out))
+                   for code, error in causes), causes  # fmt: skip
         assert all(row.next_retry_at is not None for row in retried)
         assert sum(1 for row in log if row.status == "delivered") == 20
         assert (await webhook_row(stack.settings, hook["id"])).consecutive_failures == 0
