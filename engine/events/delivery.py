@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from engine import __version__
@@ -99,14 +99,18 @@ class Deliverer:
 
     async def exhausted(self, params: ExhaustedInput) -> None:
         """Every attempt of one event failed: one more failed event in a row."""
+        # One atomic increment: two events failing at the same moment both count
+        # (a read-then-write lost one of them on SQLite, which has no row locks).
         async with transaction(self.sessions) as session:
-            hook = await session.get(Webhook, params.webhook_id, with_for_update=True)
-            if hook is None or hook.status != "active":
-                return
-            hook.consecutive_failures += 1
-            limit = self.settings.webhook_disable_after_failures
-            if hook.consecutive_failures < limit:
-                return
+            failures = await session.scalar(
+                update(Webhook)
+                .where(Webhook.id == params.webhook_id, Webhook.status == "active")
+                .values(consecutive_failures=Webhook.consecutive_failures + 1)
+                .returning(Webhook.consecutive_failures)
+            )
+        limit = self.settings.webhook_disable_after_failures
+        if failures is None or failures < limit:
+            return
         await self._disable(
             params.webhook_id,
             f"deliveries of {limit} events in a row failed",

@@ -74,7 +74,8 @@ async def emit_events(
     """Record ``count`` events as the engine does (doorbell included); their ids."""
     engine = create_engine(settings)
     sessions = create_sessionmaker(engine)
-    doorbell.install(sessions, Doorbell(client, settings))
+    bell = Doorbell(client, settings)
+    doorbell.install(sessions, bell)
     ids: list[str] = []
     try:
         for start in range(0, count, per_transaction):
@@ -85,6 +86,9 @@ async def emit_events(
                     assert event_id is not None
                     ids.append(event_id)
     finally:
+        # The ring is a task of this loop: wait for it, or it may be collected
+        # with the doorbell once this returns (and the events wait for a poll).
+        await bell.close()
         await engine.dispose()
     return ids
 
