@@ -11,20 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable
-from typing import TypeVar
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
 from engine.a2a import sessions as a2a_sessions
 from engine.a2a import tasks, work
 from engine.a2a.client import call_remote_agent
 from engine.ai.runtime import ModelRuntime
-from engine.platform.errors import WeftError
 from engine.platform.settings import Settings
+from workers.activities.errors import engine_errors
 from workers.activities.heartbeats import heartbeating
 from workflows.a2a_exchange_payloads import A2ASessionRecord
 from workflows.a2a_payloads import (
@@ -43,22 +40,7 @@ from workflows.activities import (
     RUN_A2A_PIPELINE,
 )
 
-T = TypeVar("T")
 HEARTBEAT_SECONDS = 5.0
-
-
-def permanent(exc: WeftError) -> ApplicationError:
-    return ApplicationError(exc.message, exc.details, type=exc.code, non_retryable=True)
-
-
-async def _engine_errors(work: Awaitable[T]) -> T:
-    """Engine errors that cannot heal become permanent; the rest are retried."""
-    try:
-        return await work
-    except WeftError as exc:
-        if getattr(exc, "retryable", False):
-            raise ApplicationError(exc.message, exc.details, type=exc.code) from None
-        raise permanent(exc) from None
 
 
 class A2AActivities:
@@ -76,7 +58,7 @@ class A2AActivities:
         """One chat call with the agent's system prompt and the conversation so far."""
         info = activity.info()
         async with heartbeating(every=HEARTBEAT_SECONDS):
-            return await _engine_errors(
+            return await engine_errors(
                 work.answer_with_agent(
                     self.sessions,
                     self.models,
@@ -89,7 +71,7 @@ class A2AActivities:
     @RUN_A2A_PIPELINE.defn
     async def run_a2a_pipeline(self, call: A2APipelineCall) -> A2AAnswer:
         """Execute the pipeline for this turn and wait for its outcome."""
-        return await _engine_errors(
+        return await engine_errors(
             work.run_pipeline(
                 self.sessions,
                 activity.client(),
@@ -124,7 +106,7 @@ class A2AActivities:
 
         beating = asyncio.create_task(beat())
         try:
-            return await _engine_errors(
+            return await engine_errors(
                 call_remote_agent(
                     self.settings,
                     call.card_url,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
 from engine.ai.runtime import ModelRuntime
 from engine.db.scope import TenantScope
@@ -15,6 +14,7 @@ from engine.mcp.services import McpServices
 from engine.platform.errors import WeftError
 from engine.platform.settings import Settings
 from engine.vectors.base import VectorIndex
+from workers.activities.errors import as_application_error
 from workflows.activities import RECORD_COMMAND, RUN_COMMAND
 from workflows.command_payloads import CommandInput, CommandOutcome, CommandRecord
 
@@ -49,11 +49,7 @@ class McpActivities:
             try:
                 return await work.run(services, db, params)
             except WeftError as exc:
-                if getattr(exc, "retryable", False):  # retried, under the engine's code
-                    raise ApplicationError(exc.message, exc.details, type=exc.code) from None
-                raise ApplicationError(
-                    exc.message, exc.details, type=exc.code, non_retryable=True
-                ) from None
+                raise as_application_error(exc) from None
 
     @RECORD_COMMAND.defn
     async def record_command(self, record: CommandRecord) -> None:

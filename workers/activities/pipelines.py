@@ -11,9 +11,7 @@ so cancelling the execution reaches them within seconds.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable
-from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -27,8 +25,8 @@ from engine.consent import consents
 from engine.events import callbacks
 from engine.pipelines import email, executions
 from engine.platform.egress import guarded_request
-from engine.platform.errors import WeftError
 from engine.platform.settings import Settings
+from workers.activities.errors import engine_errors
 from workers.activities.heartbeats import heartbeating
 from workflows.activities import (
     CALL_API,
@@ -54,39 +52,10 @@ from workflows.pipeline_payloads import (
     StepOutcome,
 )
 
-T = TypeVar("T")
 HEARTBEAT_SECONDS = 5.0
-MAX_RETRY_AFTER_SECONDS = 60.0  # the pipeline retry policy's maximum interval
 MAX_CAPTURED_BYTES = 256 * 1024  # a response body kept in history and results
 SENT_HEADERS_LIMIT = 50
 NOTIFY_TIMEOUT_SECONDS = 30.0  # a wait_for_callback step's notify request
-
-
-def permanent(exc: WeftError) -> ApplicationError:
-    return ApplicationError(exc.message, exc.details, type=exc.code, non_retryable=True)
-
-
-def retryable(exc: WeftError) -> ApplicationError:
-    """A failure another attempt may heal, under the engine's code (not the class
-    name Temporal would give it), waiting as long as a provider's Retry-After asks
-    (at most the retry policy's longest interval)."""
-    retry_after = getattr(exc, "retry_after", None)
-    delay = (
-        timedelta(seconds=min(float(retry_after), MAX_RETRY_AFTER_SECONDS))
-        if isinstance(retry_after, int | float) and retry_after > 0
-        else None
-    )
-    return ApplicationError(exc.message, exc.details, type=exc.code, next_retry_delay=delay)
-
-
-async def _engine_errors(work: Awaitable[T]) -> T:
-    """Engine errors that cannot heal become permanent; the rest are retried."""
-    try:
-        return await work
-    except WeftError as exc:
-        if getattr(exc, "retryable", False):
-            raise retryable(exc) from None
-        raise permanent(exc) from None
 
 
 class PipelineActivities:
@@ -137,7 +106,7 @@ class PipelineActivities:
         except ValueError as exc:
             raise ApplicationError(str(exc), type="VALIDATION_ERROR", non_retryable=True) from None
         async with heartbeating(every=HEARTBEAT_SECONDS):
-            outcome = await _engine_errors(
+            outcome = await engine_errors(
                 complete(self.models, ctx, request, fallback_model=fallback, use_cache=False)
             )
         detail: dict[str, Any] = {"provider": outcome.provider}
@@ -163,7 +132,7 @@ class PipelineActivities:
         body = config.get("body")
         async with heartbeating(every=HEARTBEAT_SECONDS):
             try:
-                response = await _engine_errors(
+                response = await engine_errors(
                     guarded_request(
                         self.http,
                         method,
@@ -196,7 +165,7 @@ class PipelineActivities:
     @SEND_EMAIL.defn
     async def send_email(self, call: StepCall) -> StepOutcome:
         """An ``email`` step: once per execution and step, however often retried."""
-        message = await _engine_errors(email.send_step_email(self.sessions, self.settings, call))
+        message = await engine_errors(email.send_step_email(self.sessions, self.settings, call))
         return StepOutcome(
             output=f"Email {message.status}", detail={"recipients": message.to, "id": message.id}
         )
@@ -204,7 +173,7 @@ class PipelineActivities:
     @LOAD_DEFINITION.defn
     async def load_definition(self, params: LoadDefinitionInput) -> LoadedDefinition:
         async with self.sessions() as session:
-            return await _engine_errors(
+            return await engine_errors(
                 executions.load_for_run(session, params.tenant_id, params.definition_id)
             )
 
@@ -243,7 +212,7 @@ class PipelineActivities:
         authenticated ``GET /api/v1/executions/{id}/callbacks``).
         """
         async with self.sessions() as session:
-            opened = await _engine_errors(
+            opened = await engine_errors(
                 callbacks.open_callback(
                     session,
                     self.settings,
@@ -286,7 +255,7 @@ class PipelineActivities:
         url = str(notify.get("url") or "")
         async with heartbeating(every=HEARTBEAT_SECONDS):
             try:
-                response = await _engine_errors(
+                response = await engine_errors(
                     guarded_request(
                         self.http,
                         method,
