@@ -244,12 +244,15 @@ async def test_a_streamed_task_reports_each_change(stack: Stack) -> None:
             kinds.append(("status", TaskState.Name(event.status_update.status.state)))
         elif kind == "artifact_update":
             kinds.append(("artifact", get_artifact_text(event.artifact_update.artifact)))
-    assert kinds == [
+    # The stream follows the run: a "working" state shorter than one look at the run
+    # (the local model answers at once) may not be seen; the rest always is.
+    seen = [k for k in kinds if k != ("status", "TASK_STATE_WORKING")]
+    assert seen == [
         ("task", "TASK_STATE_SUBMITTED"),
-        ("status", "TASK_STATE_WORKING"),
         ("artifact", "Echo: stream me"),
         ("status", "TASK_STATE_COMPLETED"),
-    ]
+    ], kinds
+    assert kinds.count(("status", "TASK_STATE_WORKING")) <= 1, kinds
 
 
 async def test_subscribing_follows_an_open_task(stack: Stack) -> None:
@@ -264,6 +267,8 @@ async def test_subscribing_follows_an_open_task(stack: Stack) -> None:
     ]
     assert states[-1] == "TASK_STATE_INPUT_REQUIRED"
     await client.cancel_task(CancelTaskRequest(id=first.id))
+    # The cancel reaches the run asynchronously; once the task has ended:
+    await until_state(stack, first.id, {TaskState.TASK_STATE_CANCELED})
     with pytest.raises(UnsupportedOperationError):  # a finished task has nothing to follow
         [e async for e in client.subscribe(SubscribeToTaskRequest(id=first.id))]
 
@@ -389,13 +394,17 @@ async def test_push_configs_are_kept_and_each_change_is_pushed_signed(stack: Sta
     follow.message.task_id = task.id
     done = [e async for e in client.send_message(follow)][-1].task
     assert done.status.state == TaskState.TASK_STATE_COMPLETED
-    await eventually(lambda: len(stack.push.received) >= 2)
+    await eventually(lambda: any(b'"completed"' in body for body, _ in stack.push.received))
     pushed = []
     for body, headers in stack.push.received:
         verify("push-token-123", body, headers)  # signed with the config's token
         pushed.append(json.loads(body))
     assert {p["type"] for p in pushed} == {"a2a.task.status"}
-    assert sorted(p["data"]["state"] for p in pushed) == ["completed", "working"]
+    # Each change from the config's creation on, once: the input-required one may be
+    # recorded a moment after the run reported it, so it can come first.
+    states = [p["data"]["state"] for p in pushed]
+    assert states[-2:] == ["working", "completed"], states
+    assert states[:-2] in ([], ["input-required"]), states
     assert all(p["data"]["task"]["id"] == task.id for p in pushed)
     await client.delete_task_push_notification_config(
         DeleteTaskPushNotificationConfigRequest(task_id=task.id, id="cfg1")
