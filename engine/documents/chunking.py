@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, StrictInt, model_validator
 
 
 class Strategy(StrEnum):
@@ -25,8 +25,8 @@ class ChunkingConfig(BaseModel):
     """Partio's ChunkingConfiguration (PascalCase on the wire, snake_case here)."""
 
     strategy: Strategy = Strategy.FIXED_TOKEN_COUNT
-    fixed_token_count: int = Field(default=256, ge=16, le=4096)
-    overlap_count: int = Field(default=32, ge=0)
+    fixed_token_count: StrictInt = Field(default=256, ge=16, le=4096)
+    overlap_count: StrictInt = Field(default=32, ge=0)
     overlap_strategy: str = "SlidingWindow"
     context_prefix: str | None = Field(default=None, max_length=500)
 

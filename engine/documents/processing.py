@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from engine.db.scope import TenantScope
@@ -46,9 +46,16 @@ def workflow_id_for(file_id: str) -> str:
     return f"doc-{file_id}"
 
 
+class EmbeddingChoice(EmbeddingSpec):
+    """The embedding a request asks for: as the run's ``EmbeddingSpec``, but
+    ``normalize`` must be a JSON boolean (0 or "yes" are refused, not read as one)."""
+
+    normalize: StrictBool = True
+
+
 class ProcessOptions(BaseModel):
-    ocr: bool = True
-    embedding: bool | EmbeddingSpec = True
+    ocr: StrictBool = True
+    embedding: StrictBool | EmbeddingChoice = True
     chunking: ChunkingConfig = Field(default_factory=ChunkingConfig)
 
 

@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 import httpx
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool, StrictFloat, StrictInt
 
 from engine.ai.chat import complete
 from engine.ai.providers import local
@@ -87,10 +87,10 @@ class RagQuery(BaseModel):
     # "documents": all the tenant's documents; any other name is a project
     # (the files uploaded with that ``project_id``), and must exist.
     collection: str = Field(default=DEFAULT_COLLECTION, min_length=1, max_length=200)
-    top_k: int = Field(default=5, ge=1, le=50)
-    include_citations: bool = True
+    top_k: StrictInt = Field(default=5, ge=1, le=50)
+    include_citations: StrictBool = True
     # Passages scoring below this are left out (default WEFT_RAG_MIN_SCORE).
-    min_score: float | None = Field(default=None, ge=-1, le=1)
+    min_score: StrictFloat | None = Field(default=None, ge=-1, le=1)
     filters: RagFilters = Field(default_factory=RagFilters)
     project_id: str | None = None
     file_ids: list[str] | None = Field(default=None, max_length=100)

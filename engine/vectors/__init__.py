@@ -1,5 +1,7 @@
-"""The vector index behind one interface (``base``): exact search in the SQL
-database by default (``database``), or a Qdrant server for scale-out (``qdrant``)."""
+"""The vector index behind one interface (``base``): vectors in the SQL database
+searched in memory by default (``database``: an exact scan, and an HNSW graph
+for large indexes, ``table`` and ``ann``), or a Qdrant server for scale-out
+(``qdrant``)."""
 
 from __future__ import annotations
 
@@ -16,4 +18,4 @@ def vector_index(settings: Settings) -> VectorIndex:
         from engine.vectors.qdrant import QdrantVectorIndex
 
         return QdrantVectorIndex.from_settings(settings)
-    return DatabaseVectorIndex()
+    return DatabaseVectorIndex(ann_threshold=settings.vector_ann_threshold)

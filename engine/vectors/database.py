@@ -1,9 +1,14 @@
 """The embedded default vector index: vectors live in the SQL database next to
-their chunks (SQLite or PostgreSQL, no extension needed) and search is exact
-cosine similarity over an in-memory matrix per (tenant, model).
+their chunks (SQLite or PostgreSQL, no extension needed) and are searched in
+memory, one ``VectorTable`` per (tenant, model): an exact float16 scan, and
+HNSW graphs once the table holds ``ann_threshold`` vectors (``table``, ``ann``).
+
 Every write bumps an ``index_generations`` row in the same transaction; a
 reader compares one small row before searching and reloads only when the
-index changed, so API replicas and workers always agree.
+index changed, so API replicas and workers always agree. A reload reads the
+stored rows again but changes only what differs: new and re-embedded chunks
+are appended (and added to the graphs), deleted ones retired, so no graph is
+rebuilt for a new document.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 from sqlalchemy import delete, select, update
@@ -18,22 +24,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.db.tables import ChunkVector, IndexGeneration
 from engine.vectors.base import Hit, VectorRow
+from engine.vectors.table import StoredRow, VectorTable
+
+DEFAULT_ANN_THRESHOLD = 50_000
+_LOAD_BATCH = 10_000  # rows per fetch while (re)loading
+_INLINE_SCAN_ROWS = 50_000  # a longer exact scan runs in a thread, off the event loop
 
 
-@dataclass
-class _Matrix:
-    generation: int
-    chunk_ids: np.ndarray
-    file_ids: np.ndarray
-    project_ids: np.ndarray
-    vectors: np.ndarray  # rows L2-normalised, float32
-
-
-def _normalise(matrix: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    norms[norms == 0] = 1.0
-    normalised: np.ndarray = matrix / norms
-    return normalised
+@dataclass(frozen=True)
+class IndexStats:
+    rows: int  # live vectors
+    dead: int  # retired rows not yet compacted away
+    dimensions: int
+    graph: bool  # ANN graphs are answering searches
+    memory_bytes: int
 
 
 async def bump_generation(session: AsyncSession, tenant_id: str, model: str | None) -> None:
@@ -53,10 +57,16 @@ async def bump_generation(session: AsyncSession, tenant_id: str, model: str | No
 
 
 class DatabaseVectorIndex:
-    """Exact search over vectors stored in the database (the embedded default)."""
+    """Vectors stored in the database, searched in memory (the embedded default).
 
-    def __init__(self) -> None:
-        self._cache: dict[tuple[str, str], _Matrix] = {}
+    Args:
+        ann_threshold: live vectors of one (tenant, model) from which an HNSW
+            graph answers searches (``Settings.vector_ann_threshold``).
+    """
+
+    def __init__(self, *, ann_threshold: int = DEFAULT_ANN_THRESHOLD) -> None:
+        self.ann_threshold = ann_threshold
+        self._tables: dict[tuple[str, str], VectorTable] = {}
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     async def upsert(
@@ -91,7 +101,7 @@ class DatabaseVectorIndex:
         )
         await bump_generation(session, tenant_id, None)
 
-    async def _matrix(self, session: AsyncSession, tenant_id: str, model: str) -> _Matrix | None:
+    async def _table(self, session: AsyncSession, tenant_id: str, model: str) -> VectorTable | None:
         generation = await session.scalar(
             select(IndexGeneration.generation).where(
                 IndexGeneration.tenant_id == tenant_id, IndexGeneration.model == model
@@ -100,36 +110,67 @@ class DatabaseVectorIndex:
         if generation is None:
             return None
         key = (tenant_id, model)
-        cached = self._cache.get(key)
-        if cached is not None and cached.generation == generation:
-            return cached
-        async with self._locks.setdefault(key, asyncio.Lock()):
-            cached = self._cache.get(key)
-            if cached is not None and cached.generation == generation:
-                return cached
-            result = await session.execute(
-                select(
-                    ChunkVector.chunk_id,
-                    ChunkVector.file_id,
-                    ChunkVector.project_id,
-                    ChunkVector.vector,
-                ).where(ChunkVector.tenant_id == tenant_id, ChunkVector.model == model)
-            )
-            rows = result.all()
-            if rows:
-                vectors = np.frombuffer(b"".join(row[3] for row in rows), dtype=np.float32)
-                vectors = _normalise(vectors.reshape(len(rows), -1).copy())
-            else:
-                vectors = np.zeros((0, 1), dtype=np.float32)
-            matrix = _Matrix(
-                generation,
-                np.array([row[0] for row in rows], dtype=object),
-                np.array([row[1] for row in rows], dtype=object),
-                np.array([row[2] for row in rows], dtype=object),
-                vectors,
-            )
-            self._cache[key] = matrix
-            return matrix
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        table = self._tables.get(key)
+        if table is not None and table.generation == generation:
+            if table.build is not None and table.build.done and not lock.locked():
+                table.sync_graph(self.ann_threshold)  # publish the graph built meanwhile
+            return table
+        async with lock:
+            table = self._tables.get(key)
+            if table is None or table.generation != generation:
+                table = await self._reload(session, tenant_id, model, table, generation)
+                self._tables[key] = table
+            table.sync_graph(self.ann_threshold)
+            return table
+
+    async def _reload(
+        self,
+        session: AsyncSession,
+        tenant_id: str,
+        model: str,
+        table: VectorTable | None,
+        generation: int,
+    ) -> VectorTable:
+        """Reconcile ``table`` (or a new one) with the stored rows, batch by batch."""
+        # Core rows on the session's connection (and transaction): no ORM layer
+        # between a million rows and the table.
+        connection = await session.connection()
+        result = await connection.stream(
+            select(ChunkVector.chunk_id, ChunkVector.file_id, ChunkVector.project_id,
+                   ChunkVector.vector)
+            .where(ChunkVector.tenant_id == tenant_id, ChunkVector.model == model)
+            .execution_options(yield_per=_LOAD_BATCH)
+        )  # fmt: skip
+        reconcile = None
+        async for batch in result.partitions():
+            rows = cast(Sequence[StoredRow], batch)
+            if reconcile is None:
+                dim = len(rows[0][3]) // 4
+                if table is None or table.dim != dim:
+                    table = VectorTable(dim)  # first load, or the model changed shape
+                reconcile = table.reconcile()
+            reconcile.feed(rows)
+        if table is None:  # nothing stored: an empty table remembers the generation
+            table = VectorTable(0)
+        (reconcile or table.reconcile()).finish(generation)  # retires what is gone
+        return table
+
+    async def stats(
+        self, session: AsyncSession, tenant_id: str, model: str, *, wait_for_graph: bool = False
+    ) -> IndexStats | None:
+        """Load (tenant, model) if needed and describe it; ``wait_for_graph`` waits
+        for a graph being built (a warm-up before serving, and benchmarks)."""
+        table = await self._table(session, tenant_id, model)
+        if table is None:
+            return None
+        if wait_for_graph and table.build is not None:
+            await asyncio.to_thread(table.build.join)
+            async with self._locks.setdefault((tenant_id, model), asyncio.Lock()):
+                table.sync_graph(self.ann_threshold)
+        return IndexStats(
+            table.count, table.dead, table.dim, bool(table.graphs), table.memory_bytes()
+        )
 
     async def search(
         self,
@@ -142,24 +183,20 @@ class DatabaseVectorIndex:
         file_ids: Sequence[str] | None = None,
         project_id: str | None = None,
     ) -> list[Hit]:
-        matrix = await self._matrix(session, tenant_id, model)
-        if matrix is None or not len(matrix.chunk_ids):
+        table = await self._table(session, tenant_id, model)
+        if table is None or table.count == 0:
             return []
         vector = np.asarray(query, dtype=np.float32)
-        if vector.shape[0] != matrix.vectors.shape[1]:
+        if vector.shape != (table.dim,):
             return []  # another model's dimensions: nothing comparable
-        scores = matrix.vectors @ (vector / (np.linalg.norm(vector) or 1.0))
-        if file_ids or project_id:
-            mask = np.ones(len(scores), dtype=bool)
-            if file_ids:
-                mask &= np.isin(matrix.file_ids, list(file_ids))
-            if project_id:
-                mask &= matrix.project_ids == project_id
-            scores = np.where(mask, scores, -np.inf)  # filtered rows can never rank
-        k = min(top_k, len(scores))
-        best = np.argpartition(-scores, k - 1)[:k]
-        best = best[np.argsort(-scores[best])]
-        best = best[np.isfinite(scores[best])]
-        return [
-            Hit(str(matrix.chunk_ids[i]), str(matrix.file_ids[i]), float(scores[i])) for i in best
-        ]
+        vector = vector / (np.linalg.norm(vector) or 1.0)
+        if not table.graphs and table.size > _INLINE_SCAN_ROWS:
+            return await asyncio.to_thread(
+                table.search,
+                vector,
+                top_k=top_k,
+                file_ids=file_ids,
+                project_id=project_id,
+                exact=True,
+            )
+        return table.search(vector, top_k=top_k, file_ids=file_ids, project_id=project_id)

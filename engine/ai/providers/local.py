@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from engine.ai.providers.base import EmbeddingResult
+from engine.ai.providers.embed_batcher import EmbedBatcher
 from engine.platform.errors import WeftError
 
 LOCAL_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
@@ -30,6 +31,13 @@ LOCAL_EMBEDDING_ALIASES = frozenset(
 EXTRACTIVE_MODEL = "local/extractive (no generative model configured)"
 DIMENSIONS = 384
 _load_lock = threading.Lock()
+# One model and one fast tokenizer per process, used from worker threads (activities
+# and routes call in through asyncio.to_thread). Each call sets the tokenizer's
+# truncation and padding on its shared Rust backend, so two calls at once mix
+# them up: a batch comes out ragged (ValueError) or untruncated (a different
+# vector, no error), and a count or span list may come out cut at 256 tokens.
+# Every use takes this lock; torch already spreads one call over the cores.
+_use_lock = threading.Lock()
 
 
 class LocalModelMissing(WeftError):
@@ -66,26 +74,45 @@ def warm_up() -> None:
 def count_tokens(texts: Sequence[str]) -> list[int]:
     """Token counts by the embedding model's own tokenizer (no special tokens)."""
     tokenizer = _model().tokenizer
-    return [len(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+    with _use_lock:
+        encoded = tokenizer(list(texts), add_special_tokens=False)
+    return [len(ids) for ids in encoded["input_ids"]]
 
 
 def token_spans(text: str) -> list[tuple[int, int]]:
     """Character span of every token of ``text`` (so chunks keep the original text)."""
-    encoded = _model().tokenizer(
-        text, add_special_tokens=False, return_offsets_mapping=True, verbose=False
-    )
+    tokenizer = _model().tokenizer
+    with _use_lock:
+        encoded = tokenizer(
+            text, add_special_tokens=False, return_offsets_mapping=True, verbose=False
+        )
     return [(int(start), int(end)) for start, end in encoded["offset_mapping"]]
 
 
 def embed_sync(texts: Sequence[str], *, normalize: bool = True, batch_size: int = 64) -> np.ndarray:
-    vectors = _model().encode(
-        list(texts),
-        batch_size=batch_size,
-        normalize_embeddings=normalize,
-        convert_to_numpy=True,
-        show_progress_bar=False,
-    )
+    model = _model()
+    with _use_lock:
+        vectors = model.encode(
+            list(texts),
+            batch_size=batch_size,
+            normalize_embeddings=normalize,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
     return np.asarray(vectors, dtype=np.float32)
+
+
+def _embed_pass(texts: Sequence[str], normalize: bool) -> np.ndarray:
+    return embed_sync(texts, normalize=normalize, batch_size=max(len(texts), 1))
+
+
+_batcher = EmbedBatcher(_embed_pass)
+
+
+def configure_batching(max_batch: int, max_wait_ms: float) -> None:
+    """How this process's local embedding passes are gathered (see Settings)."""
+    _batcher.max_batch = max_batch
+    _batcher.max_wait_seconds = max_wait_ms / 1000
 
 
 class LocalEmbeddings:
@@ -99,7 +126,8 @@ class LocalEmbeddings:
     async def embed(self, texts: list[str], model: str = LOCAL_EMBEDDING_MODEL) -> EmbeddingResult:
         if not is_local_embedding_model(model):
             raise LocalModelMissing(f"the local provider has no model {model!r}")
-        vectors = await asyncio.to_thread(embed_sync, texts, normalize=self.normalize)
+        # Concurrent callers (embed activities of several documents) share passes.
+        vectors = await _batcher.embed(texts, normalize=self.normalize)
         tokens = sum(await asyncio.to_thread(count_tokens, texts)) if texts else 0
         return EmbeddingResult([v.tolist() for v in vectors], LOCAL_EMBEDDING_MODEL, tokens)
 
