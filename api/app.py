@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi_offline import FastAPIOffline
 
 from api.errors import install_error_handlers
 from api.history import RequestHistoryMiddleware
 from api.middleware import EdgeMiddleware
+from api.openapi import install_openapi
+from api.query import refuse_repeated_values
 from api.ratelimit import RateLimitMiddleware
 from api.resources import Resources
 from api.routes import (
@@ -75,8 +77,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description="Workflow orchestration engine for AI work on Temporal task queues.",
         lifespan=lifespan,
+        # A one-value query parameter given twice is a 422, not a silent pick.
+        dependencies=[Depends(refuse_repeated_values)],
     )
     install_error_handlers(app)
+    install_openapi(app)  # the errors and streams each route really answers
     # Inside CORS (added before it): a 429 still carries the CORS headers a
     # browser needs to read it, and preflights are not counted.
     app.add_middleware(RateLimitMiddleware, settings=settings)

@@ -18,16 +18,16 @@ from engine.platform.errors import Forbidden, Unauthorized
 from engine.platform.settings import Settings
 
 
-def get_resources(request: Request) -> Resources:
+async def get_resources(request: Request) -> Resources:
     resources: Resources = request.app.state.resources
     return resources
 
 
-def get_settings(resources: Annotated[Resources, Depends(get_resources)]) -> Settings:
+async def get_settings(resources: Annotated[Resources, Depends(get_resources)]) -> Settings:
     return resources.settings
 
 
-def get_temporal(resources: Annotated[Resources, Depends(get_resources)]) -> Client:
+async def get_temporal(resources: Annotated[Resources, Depends(get_resources)]) -> Client:
     return resources.temporal
 
 

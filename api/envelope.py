@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any, Generic, TypeVar
 
+import orjson
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
@@ -41,6 +42,18 @@ class Envelope(BaseModel, Generic[DataT]):
     metadata: Meta
 
 
+class FastJSONResponse(JSONResponse):
+    """JSON rendered by orjson (several times faster than the standard library on
+    the envelopes routes build by hand); anything orjson refuses (an integer past
+    64 bits, say) is rendered as before."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
+        except TypeError:
+            return super().render(content)
+
+
 def timestamp() -> str:
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
@@ -62,7 +75,7 @@ def ok(
     payload = data.model_dump(mode="json", by_alias=True) if isinstance(data, BaseModel) else data
     about = meta(request_id)
     body = {"success": True, "data": payload, "error": None, "meta": about, "metadata": about}
-    return JSONResponse({**body, **(top_level or {})}, status_code=status_code)
+    return FastJSONResponse({**body, **(top_level or {})}, status_code=status_code)
 
 
 def is_partio_path(path: str) -> bool:

@@ -9,12 +9,16 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from temporalio.service import RPCError
 
 from api.envelope import error_body, is_partio_path
+from engine.db.connection import database_unavailable
 from engine.platform.errors import WeftError
+from engine.platform.temporal import temporal_unreachable
 
 log = logging.getLogger("weft.api")
 
@@ -135,6 +139,17 @@ def _validation_details(exc: RequestValidationError) -> tuple[int, str, dict[str
     return 422, "Request validation failed", details
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path: Starlette's 405 names only
+    those of the first route that matched the path (GET of GET and PUT)."""
+    found = []
+    for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"):
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] is Match.FULL for route in request.app.router.routes):
+            found.append(method)
+    return found
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(WeftError)
     async def on_domain_error(request: Request, exc: WeftError) -> JSONResponse:
@@ -160,9 +175,10 @@ def install_error_handlers(app: FastAPI) -> None:
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ").title()
         if exc.status_code == 404 and exc.detail == "Not Found":
             message = f"No route for {request.method} {request.url.path}"
+        headers = dict(exc.headers) if exc.headers else None
         if exc.status_code == 405:
             message = f"Method {request.method} is not allowed on {request.url.path}"
-        headers = dict(exc.headers) if exc.headers else None
+            headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(request))}
         return error_response(request, exc.status_code, code, message, None, headers)
 
     @app.exception_handler(SQLAlchemyTimeout)
@@ -173,9 +189,27 @@ def install_error_handlers(app: FastAPI) -> None:
             headers={"Retry-After": "1"},
         )  # fmt: skip
 
+    @app.exception_handler(DBAPIError)
+    async def on_database_error(request: Request, exc: DBAPIError) -> JSONResponse:
+        if not database_unavailable(exc):
+            raise exc  # a fault of the statement: the last-resort 500
+        log.warning(
+            "database unavailable: %s", exc.orig, extra={"request_id": request_id_of(request)}
+        )
+        return error_response(
+            request, 503, "SERVICE_UNAVAILABLE", "The database is unavailable; retry shortly",
+            headers={"Retry-After": "1"},
+        )  # fmt: skip
+
     @app.exception_handler(RPCError)
-    async def on_temporal_error(request: Request, exc: RPCError) -> JSONResponse:
+    async def on_temporal_error(request: Request, exc: Exception) -> JSONResponse:
         log.warning("temporal call failed: %s", exc, extra={"request_id": request_id_of(request)})
         return error_response(
             request, 503, "SERVICE_UNAVAILABLE", "The workflow service is unavailable"
         )
+
+    @app.exception_handler(RuntimeError)
+    async def on_runtime_error(request: Request, exc: RuntimeError) -> JSONResponse:
+        if not temporal_unreachable(exc):
+            raise exc  # the last-resort 500
+        return await on_temporal_error(request, exc)

@@ -13,6 +13,7 @@ import secrets
 import time
 from typing import Any
 
+from fastapi import params
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -29,6 +30,15 @@ SECURITY_HEADERS = [
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
 ]
+# JSON answers load nothing; the docs pages (Swagger UI, ReDoc, served from the
+# package) run their own scripts and styles, inline ones included.
+API_CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
+DOCS_CSP = (
+    b"content-security-policy",
+    b"default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    b"img-src 'self' data:; worker-src 'self' blob:; frame-ancestors 'none'",
+)
+DOCS_PATHS = ("/docs", "/redoc")
 
 
 def header_value(scope: Scope, name: bytes) -> str | None:
@@ -44,11 +54,15 @@ class EdgeMiddleware:
 
     - ``X-Request-ID``: a safe incoming id is kept, otherwise one is generated;
       it is echoed on the response and put into ``scope["state"]``.
-    - Security headers on every response.
-    - Request bodies over the limit (multipart uploads have their own) are
-      answered 413: a declared ``Content-Length`` before anything is read, a
-      streamed body as soon as it passes the limit (the app then sees a
-      client disconnect, and whatever it would have answered is dropped).
+    - Security headers on every response, a Content-Security-Policy included.
+    - Request bodies over the limit are answered 413: a declared
+      ``Content-Length`` before anything is read, a streamed body as soon as it
+      passes the limit (the app then sees a client disconnect, and whatever it
+      would have answered is dropped). Only routes that take a file upload
+      allow the upload limit, and only once the caller has authenticated: an
+      upload from someone who is no one is answered without its body being
+      read (``_UploadGate``); every other route has the request limit, however
+      its body is labelled.
     - Any exception that escapes the app becomes the contract's 500 envelope,
       logged with the request id, never a stack trace to the client.
     - Logging and metrics: the request id is bound for every line logged while
@@ -60,6 +74,7 @@ class EdgeMiddleware:
         self.app = app
         self.max_body = max_body
         self.max_upload = max_upload
+        self.uploads = _UploadGate()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -92,7 +107,13 @@ class EdgeMiddleware:
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
         content_type = header_value(scope, b"content-type") or ""
-        limit = self.max_upload if content_type.startswith("multipart/") else self.max_body
+        limit = self.max_body
+        withheld = False  # an unauthenticated upload: the app gets no body
+        if content_type.startswith("multipart/"):
+            upload = self.uploads.route_for(scope)
+            if upload is not None:
+                limit = self.max_upload
+                withheld = not await self.uploads.authenticated(scope, upload)
         started = False
         refused = False  # a 413 went out mid-body; the app's own answer is dropped
 
@@ -105,11 +126,16 @@ class EdgeMiddleware:
                 headers = [(k, v) for k, v in message.get("headers", []) if k != b"x-request-id"]
                 headers.append((b"x-request-id", request_id.encode()))
                 headers.extend(SECURITY_HEADERS)
+                headers.append(DOCS_CSP if scope["path"].startswith(DOCS_PATHS) else API_CSP)
                 message["headers"] = headers
             await send(message)
 
         declared = header_value(scope, b"content-length")
-        if declared and declared.isdigit() and int(declared) > limit:
+        if withheld:
+            # The route answers 401/403 itself, from its credential checks,
+            # before it would look at a body; it is given none.
+            receive = _empty_body
+        elif declared and declared.isdigit() and int(declared) > limit:
             await self._too_large(scope, send_with_headers, limit)
             return
 
@@ -150,6 +176,59 @@ class EdgeMiddleware:
             f"request body is larger than {limit} bytes",
             {"limit_bytes": limit},
         )
+
+
+async def _empty_body() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+class _UploadGate:
+    """Which routes take uploads, and whether an upload's caller is someone.
+
+    A route takes uploads when FastAPI reads its body as a form with a file in
+    it. Whether it needs a caller is read off its dependencies (``get_principal``
+    among them); the check is the same ``authenticate`` the route will run, so
+    a principal found here is cached for it.
+    """
+
+    def __init__(self) -> None:
+        self._kinds: dict[int, tuple[bool, bool]] = {}  # id(route) -> (upload, needs caller)
+
+    def route_for(self, scope: Scope) -> Any:
+        """The route a multipart request is for, if that route takes uploads."""
+        app = scope.get("app")
+        route = _matching(getattr(getattr(app, "router", None), "routes", ()), scope)
+        if route is None:
+            return None
+        return route if self._kind(route)[0] else None
+
+    def _kind(self, route: Any) -> tuple[bool, bool]:
+        kind = self._kinds.get(id(route))
+        if kind is None:
+            kind = (_takes_files(route), _needs_caller(getattr(route, "dependant", None)))
+            self._kinds[id(route)] = kind
+        return kind
+
+    async def authenticated(self, scope: Scope, route: Any) -> bool:
+        if not self._kind(route)[1]:
+            return True
+        resources = getattr(getattr(scope.get("app"), "state", None), "resources", None)
+        return resources is not None and await resources.is_someone(
+            header_value(scope, b"x-api-key"), header_value(scope, b"authorization")
+        )
+
+
+def _takes_files(route: Any) -> bool:
+    body = getattr(route, "body_field", None)
+    return body is not None and isinstance(body.field_info, params.Form)
+
+
+def _needs_caller(dependant: Any) -> bool:
+    if dependant is None:
+        return False
+    from api.deps import get_principal  # api.deps is built on the app's resources
+
+    return any(dep.call is get_principal or _needs_caller(dep) for dep in dependant.dependencies)
 
 
 def route_template(scope: Scope) -> str:

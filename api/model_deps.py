@@ -12,7 +12,7 @@ from engine.ai.runtime import CallContext, ModelRuntime
 from engine.platform.errors import Forbidden
 
 
-def get_models(resources: ResourcesDep) -> ModelRuntime:
+async def get_models(resources: ResourcesDep) -> ModelRuntime:
     return resources.models
 
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar, overload
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StrictBool, StrictInt
 from pydantic.alias_generators import to_pascal
 
+from api.schemas.identity import EmailAddress
 from engine.db.paging import EnumerationQuery, Order, Page
 from engine.db.tables import ApiKey, EmbeddingEndpoint, RequestRecord, Tenant, User
 
@@ -22,14 +23,14 @@ class PascalModel(BaseModel):
 
 
 class EnumerationRequest(PascalModel):
-    max_results: int = Field(default=100, ge=1, le=1000)
+    max_results: StrictInt = Field(default=100, ge=1, le=1000)
     continuation_token: str | None = None
     order: Order = Order.CREATED_DESCENDING
     name_filter: str | None = None
     label_filter: str | None = None
     tag_key_filter: str | None = None
     tag_value_filter: str | None = None
-    active_filter: bool | None = None
+    active_filter: StrictBool | None = None
 
     def to_query(self) -> EnumerationQuery:
         return EnumerationQuery(**self.model_dump())
@@ -80,27 +81,27 @@ class TenantUpdate(PascalModel):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     labels: list[str] | None = None
     tags: dict[str, str] | None = None
-    active: bool | None = None
+    active: StrictBool | None = None
 
 
 class UserCreate(PascalModel):
     tenant_id: str | None = None
-    email: str = Field(min_length=3, max_length=320)
+    email: EmailAddress
     password: str = Field(min_length=8, max_length=1024)
     first_name: str | None = Field(default=None, max_length=100)
     last_name: str | None = Field(default=None, max_length=100)
-    is_admin: bool = False
+    is_admin: StrictBool = False
     labels: list[str] = Field(default_factory=list)
     tags: dict[str, str] = Field(default_factory=dict)
 
 
 class UserUpdate(PascalModel):
-    email: str | None = Field(default=None, max_length=320)
+    email: EmailAddress | None = None
     password: str | None = Field(default=None, min_length=8, max_length=1024)
     first_name: str | None = Field(default=None, max_length=100)
     last_name: str | None = Field(default=None, max_length=100)
-    is_admin: bool | None = None
-    active: bool | None = None
+    is_admin: StrictBool | None = None
+    active: StrictBool | None = None
     labels: list[str] | None = None
     tags: dict[str, str] | None = None
 
@@ -115,7 +116,7 @@ class CredentialCreate(PascalModel):
 
 class CredentialUpdate(PascalModel):
     name: str | None = Field(default=None, min_length=1, max_length=200)
-    active: bool | None = None
+    active: StrictBool | None = None
     labels: list[str] | None = None
     tags: dict[str, str] | None = None
 
@@ -129,7 +130,7 @@ class EndpointCreate(PascalModel):
         default="Ollama", validation_alias=AliasChoices("ApiFormat", "api_format")
     )
     api_key: str | None = Field(default=None, max_length=2000)
-    active: bool = True
+    active: StrictBool = True
     labels: list[str] = Field(default_factory=list)
     tags: dict[str, str] = Field(default_factory=dict)
 
@@ -140,7 +141,7 @@ class EndpointUpdate(PascalModel):
     endpoint: str | None = Field(default=None, max_length=2000)
     api_format: str | None = None
     api_key: str | None = Field(default=None, max_length=2000)
-    active: bool | None = None
+    active: StrictBool | None = None
     labels: list[str] | None = None
     tags: dict[str, str] | None = None
 

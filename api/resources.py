@@ -18,6 +18,7 @@ from engine.db.connection import create_engine, create_sessionmaker
 from engine.events import doorbell
 from engine.events.doorbell import Doorbell
 from engine.events.hub import EventHub
+from engine.identity.principals import authenticate, presented_credential
 from engine.platform import temporal
 from engine.platform.ratelimit import MemoryRateLimiter, RateLimiter, build_rate_limiter
 from engine.platform.settings import Settings
@@ -82,6 +83,20 @@ class Resources:
         resources = cls(settings, engine, sessions, client, redis, limiter, history=history)
         await resources.hub.start()
         return resources
+
+    async def is_someone(self, api_key: str | None, authorization: str | None) -> bool:
+        """Whether these headers authenticate anyone (for answers that only
+        depend on it; routes use ``api.deps.get_principal``). A refusal and a
+        database that cannot answer are both "no": the route says which."""
+        credential = presented_credential(api_key, authorization)
+        if not credential:
+            return False
+        try:
+            async with self.sessions() as session:
+                await authenticate(session, self.settings, credential)
+        except Exception:
+            return False
+        return True
 
     async def close(self) -> None:
         if self.history is not None:  # drains the queue while the database is still there

@@ -96,16 +96,28 @@ class Connection:
 
     async def post(self, path: str, body: bytes, marker: bytes | None) -> tuple[float, float]:
         """POST and read the whole answer: (total ms, ms until ``marker`` arrived)."""
+        return await self.request("POST", path, body, marker)
+
+    async def request(
+        self, method: str, path: str, body: bytes = b"", marker: bytes | None = None
+    ) -> tuple[float, float]:
+        """Send one request and read the whole answer (see ``post``)."""
         if self.writer is None or self.writer.is_closing():
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         assert self.reader is not None
         head = (
-            f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n{self.headers}"
+            f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n{self.headers}"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
         )
         started = time.perf_counter()
         self.writer.write(head.encode() + body)
-        status = int((await self.reader.readline()).split()[1])
+        status_line = await self.reader.readline()
+        if not status_line:  # the server closed an idle keep-alive connection: reopen once
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+            started = time.perf_counter()
+            self.writer.write(head.encode() + body)
+            status_line = await self.reader.readline()
+        status = int(status_line.split()[1])
         fields: dict[str, str] = {}
         while (line := await self.reader.readline()) not in (b"\r\n", b""):
             name, _, value = line.decode().partition(":")
@@ -170,6 +182,24 @@ async def prepare(data: Path) -> str:
         await engine.dispose()
 
 
+def api_environment(data: Path, fake_url: str) -> dict[str, str]:
+    """`weft api`'s environment: SQLite in ``data``, no rate limits, the fake as
+    its only provider (with prices, so the ledger costs something)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WEFT_")}
+    env.update(
+        DATABASE_URL=f"sqlite:///{data / 'weft.db'}",
+        TEMPORAL_ADDRESS=f"127.0.0.1:{free_port()}",  # chat needs no Temporal
+        WEFT_DATA_DIR=str(data),
+        WEFT_RATE_LIMITS_ENABLED="false",
+        WEFT_LOG_LEVEL="WARNING",
+        WEFT_PROVIDERS=json.dumps(
+            {"fake": {"kind": "ollama", "base_url": fake_url, "models": ["llama-test"]}}
+        ),
+        WEFT_MODEL_PRICES=json.dumps({"llama-test": {"input": 0.001, "output": 0.002}}),
+    )
+    return env
+
+
 def report(results: dict[str, list[float]], label: str, base: str, via: str) -> None:
     b, v = results[base], results[via]
     p50b, p99b = statistics.median(b), percentile(b, 99)
@@ -191,18 +221,7 @@ async def main() -> None:
     data = Path(tempfile.mkdtemp(prefix="weft-bench-chat-"))
     fake_port, api_port = free_port(), free_port()
     fake_url, api_url = f"http://127.0.0.1:{fake_port}", f"http://127.0.0.1:{api_port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WEFT_")}
-    env.update(
-        DATABASE_URL=f"sqlite:///{data / 'weft.db'}",
-        TEMPORAL_ADDRESS=f"127.0.0.1:{free_port()}",  # chat needs no Temporal
-        WEFT_DATA_DIR=str(data),
-        WEFT_RATE_LIMITS_ENABLED="false",
-        WEFT_LOG_LEVEL="WARNING",
-        WEFT_PROVIDERS=json.dumps(
-            {"fake": {"kind": "ollama", "base_url": fake_url, "models": ["llama-test"]}}
-        ),
-        WEFT_MODEL_PRICES=json.dumps({"llama-test": {"input": 0.001, "output": 0.002}}),
-    )
+    env = api_environment(data, fake_url)
     key = await prepare(data)
     fake, api = start_servers(fake_port, api_port, env)
     auth = {"X-API-Key": key}

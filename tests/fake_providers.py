@@ -28,7 +28,7 @@ import math
 import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 import uvicorn
@@ -401,7 +401,7 @@ class _QuietServer(uvicorn.Server):
 
 @contextlib.asynccontextmanager
 async def serve_app(
-    app: Any, *, lifespan: str = "off", before_exit: Any = None
+    app: Any, *, lifespan: Literal["auto", "on", "off"] = "off", before_exit: Any = None
 ) -> AsyncIterator[str]:
     """Serve an ASGI app with uvicorn on a free loopback port; yields its base URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -11,6 +11,7 @@ import httpx
 from sqlalchemy import select
 
 from api.app import create_app
+from engine.ai.ledger import flush_all
 from engine.db.connection import create_engine, create_sessionmaker
 from engine.db.tables import UsageRecord
 from engine.platform.settings import Settings
@@ -67,6 +68,8 @@ async def model_api(settings: Settings, name: str = "models") -> AsyncIterator[M
 
 
 async def ledger(settings: Settings, tenant_id: str) -> list[UsageRecord]:
+    """The tenant's ledger rows, once the API in this process has written its own."""
+    await flush_all()
     engine = create_engine(settings)
     try:
         async with create_sessionmaker(engine)() as session:

@@ -14,6 +14,7 @@ from pydantic import AliasChoices, BaseModel, Field
 from api.deps import Caller, requires
 from api.envelope import Envelope, ok
 from api.model_deps import ModelsDep, call_context
+from api.query import PageNumber
 from api.schemas.agents import (
     AgentDetailPublic,
     AgentHealthPublic,
@@ -47,7 +48,7 @@ class AgentTestBody(BaseModel):
 async def read_agents(
     request: Request,
     caller: Reader,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: PageNumber = 1,
     limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE_SIZE)] = 20,
     agent_type: Annotated[AgentType | None, Query(alias="type")] = None,
     status: AgentStatus | None = None,

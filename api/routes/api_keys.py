@@ -22,8 +22,15 @@ router = APIRouter(prefix="/api/v1/api-keys", tags=["api keys"])
 
 class ApiKeyCreate(BaseModel):
     name: str = Field(min_length=1, max_length=200)
-    scopes: list[str] = Field(min_length=1, max_length=len(SCOPES))
-    expires_at: datetime | None = None
+    # Known scopes only (``_known_scopes``); a repeated one counts once.
+    scopes: list[str] = Field(
+        min_length=1,
+        max_length=len(SCOPES),
+        json_schema_extra={"items": {"type": "string", "enum": list(SCOPES)}},
+    )
+    expires_at: datetime | None = Field(
+        default=None, description="With a time zone, and in the future"
+    )
 
     @field_validator("scopes")
     @classmethod
@@ -98,7 +105,6 @@ async def delete_api_key(
     key = await caller.db.get(ApiKey, key_id, what="API key")
     if not _sees_all_keys(caller) and key.user_id != caller.principal.user_id:
         raise NotFound(f"API key {key_id} not found")  # same answer as a missing key
-    if key.revoked_at is None:
-        key.revoked_at = datetime.now(UTC)
-        await caller.session.commit()
+    await accounts.revoke_api_key(caller.session, key)
+    await caller.session.commit()
     return Response(status_code=204)

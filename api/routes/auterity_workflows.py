@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from api.deps import Caller, requires
+from api.query import PageNumber
 from api.schemas.workflows import (
     AuterityStatus,
     AuterityWorkflowCreate,
@@ -40,7 +41,7 @@ def auterity_codes() -> Iterator[None]:
 @router.get("", response_model=AuterityWorkflowsPublic, summary="List workflows (auterity)")
 async def read_auterity_workflows(
     caller: Reader,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: PageNumber = 1,
     limit: Annotated[int, Query(ge=1, le=store.MAX_PAGE_SIZE)] = 20,
     status: AuterityStatus | None = None,
     category: Annotated[str | None, Query(max_length=100)] = None,

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from api.deps import Caller, ResourcesDep, SessionDep, requires
 from api.envelope import Envelope, ok
-from api.schemas.identity import LogoutPublic, TokenPublic, UserPublic
+from api.schemas.identity import EmailAddress, LogoutPublic, TokenPublic, UserPublic
 from engine.db.tables import User
 from engine.identity import sign_in
 from engine.identity.sign_in import TokenPair
@@ -24,12 +24,12 @@ auterity = APIRouter(prefix="/api/auth", tags=["auth (auterity)"])
 
 
 class LoginRequest(BaseModel):
-    email: str = Field(min_length=3, max_length=320)
+    email: EmailAddress
     password: str = Field(min_length=1, max_length=1024)
 
 
 class RegisterRequest(BaseModel):
-    email: str = Field(min_length=3, max_length=320)
+    email: EmailAddress
     password: str = Field(min_length=8, max_length=1024)
     full_name: str | None = Field(default=None, max_length=200)
     name: str | None = Field(default=None, max_length=200)

@@ -8,7 +8,16 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
 
 from api.deps import Caller, requires
 from api.envelope import Envelope, ok
@@ -23,6 +32,7 @@ from api.schemas.chat import (
     SimpleChatPublic,
     TokenUsagePublic,
 )
+from api.schemas.text import NOT_BLANK, Said, is_blank
 from api.sse import SSE_RESPONSES, error_event, stream_events
 from engine.ai.chat import complete
 from engine.ai.providers.base import ChatChunk, ChatMessage, ChatRequest
@@ -35,7 +45,20 @@ BATCH_MAX = 20
 BATCH_CONCURRENCY = 4
 
 
+# What ``ChatBody`` checks, as the schema says it: some message is the user's, and
+# no user message is blank.
+USER_SAYS_SOMETHING: dict[str, Any] = {
+    "if": {"properties": {"role": {"const": "user"}}},
+    "then": {"properties": {"content": {"pattern": NOT_BLANK}}},
+}
+HAS_A_USER_MESSAGE: dict[str, Any] = {
+    "contains": {"type": "object", "properties": {"role": {"const": "user"}}, "required": ["role"]}
+}
+
+
 class MessageIn(BaseModel):
+    model_config = ConfigDict(json_schema_extra=USER_SAYS_SOMETHING)
+
     role: Literal["system", "user", "assistant", "tool"]
     content: str = Field(max_length=MAX_CONTENT)
 
@@ -43,11 +66,13 @@ class MessageIn(BaseModel):
 class ChatBody(BaseModel):
     """zentoria ``POST /ai/chat``."""
 
-    messages: list[MessageIn] = Field(min_length=1, max_length=500)
+    messages: list[MessageIn] = Field(
+        min_length=1, max_length=500, json_schema_extra=HAS_A_USER_MESSAGE
+    )
     model: str | None = Field(default=None, max_length=300)
-    temperature: float = Field(default=0.7, ge=0.0, le=2.0)
-    max_tokens: int | None = Field(default=None, gt=0)
-    stream: bool = False
+    temperature: StrictFloat = Field(default=0.7, ge=0.0, le=2.0)
+    max_tokens: StrictInt | None = Field(default=None, gt=0)
+    stream: StrictBool = False
     fallback_model: str | None = Field(default=None, max_length=300)
 
     @field_validator("messages")
@@ -56,7 +81,7 @@ class ChatBody(BaseModel):
         users = [m for m in value if m.role == "user"]
         if not users:
             raise ValueError("at least one user message is required")
-        if any(not m.content.strip() for m in users):
+        if any(is_blank(m.content) for m in users):
             raise ValueError("a user message is empty")
         return value
 
@@ -72,19 +97,12 @@ class ChatBody(BaseModel):
 class SimpleChatBody(BaseModel):
     """sutazai ``POST /chat`` (and each item of ``/chat/batch``)."""
 
-    message: str = Field(min_length=1, max_length=MAX_CONTENT)
+    message: Said = Field(min_length=1, max_length=MAX_CONTENT)
     model: str | None = Field(default=None, max_length=300)
     system: str | None = Field(default=None, max_length=MAX_CONTENT)
-    temperature: float = Field(default=0.7, ge=0.0, le=2.0)
-    max_tokens: int | None = Field(default=None, gt=0)
+    temperature: StrictFloat = Field(default=0.7, ge=0.0, le=2.0)
+    max_tokens: StrictInt | None = Field(default=None, gt=0)
     fallback_model: str | None = Field(default=None, max_length=300)
-
-    @field_validator("message")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("the message is empty")
-        return value
 
     def chat_request(self) -> ChatRequest:
         messages = [ChatMessage(role="system", content=self.system)] if self.system else []
@@ -98,6 +116,35 @@ class SimpleChatBody(BaseModel):
 
 
 BATCH_DEFAULTS = ("model", "system", "temperature", "max_tokens", "fallback_model")
+BATCH_LISTS = ("requests", "messages", "prompts")  # the first one present is the list
+
+
+def _batch_schema(schema: dict[str, Any]) -> None:
+    """Every shape ``BatchBody`` takes: an object whose ``requests`` (else
+    ``messages``, else ``prompts``) is the list, with the defaults beside it, or
+    the bare list; an item is a ``/chat`` body or just its message."""
+    properties = schema["properties"]
+    item = {
+        "anyOf": [
+            properties["requests"]["items"],
+            {"type": "string", "minLength": 1, "maxLength": MAX_CONTENT, "pattern": NOT_BLANK},
+        ]
+    }
+    items = {"type": "array", "items": item, "minItems": 1, "maxItems": BATCH_MAX}
+    defaults = {key: properties[key] for key in BATCH_DEFAULTS}
+    shapes: list[dict[str, Any]] = []
+    for index, key in enumerate(BATCH_LISTS):
+        shape: dict[str, Any] = {
+            "type": "object",
+            "properties": {key: items, **defaults},
+            "required": [key],
+        }
+        if index:
+            shape["not"] = {"anyOf": [{"required": [earlier]} for earlier in BATCH_LISTS[:index]]}
+        shapes.append(shape)
+    title = schema.get("title")
+    schema.clear()
+    schema.update(title=title, anyOf=[*shapes, items])
 
 
 class BatchBody(BaseModel):
@@ -105,7 +152,16 @@ class BatchBody(BaseModel):
     is a ``/chat`` body or just its message; ``model``, ``temperature``, … next to
     the list apply to every item that does not set its own."""
 
+    model_config = ConfigDict(json_schema_extra=_batch_schema)
+
     requests: list[SimpleChatBody] = Field(min_length=1, max_length=BATCH_MAX)
+    # The defaults, checked here as well: an item that sets its own does not make
+    # an invalid default valid.
+    model: str | None = Field(default=None, max_length=300)
+    system: str | None = Field(default=None, max_length=MAX_CONTENT)
+    temperature: StrictFloat = Field(default=0.7, ge=0.0, le=2.0)
+    max_tokens: StrictInt | None = Field(default=None, gt=0)
+    fallback_model: str | None = Field(default=None, max_length=300)
 
     @model_validator(mode="before")
     @classmethod
@@ -114,16 +170,17 @@ class BatchBody(BaseModel):
             value = {"requests": value}
         if not isinstance(value, dict):
             return value
-        items = next((value[k] for k in ("requests", "messages", "prompts") if k in value), None)
+        items = next((value[k] for k in BATCH_LISTS if k in value), None)
         if not isinstance(items, list):
             return value
         shared = {k: value[k] for k in BATCH_DEFAULTS if k in value}
         return {
+            **shared,
             "requests": [
                 {**shared, "message": item} if isinstance(item, str)
                 else {**shared, **item} if isinstance(item, dict) else item
                 for item in items
-            ]
+            ],
         }  # fmt: skip
 
 

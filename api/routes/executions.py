@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 
 from api.deps import Caller, SettingsDep, TemporalDep, requires
 from api.envelope import Envelope, ok
+from api.query import PageNumber
 from api.schemas.executions import (
     ApprovalPublic,
     ApprovalRequest,
@@ -95,7 +96,7 @@ async def read_executions(
     caller: Annotated[Caller, requires("workflows:read")],
     workflow_id: str | None = None,
     status: str | None = None,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: PageNumber = 1,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> JSONResponse:
     listing = await _listing(caller, workflow_id, status, page, limit)
@@ -202,7 +203,7 @@ async def read_auterity_executions(
     caller: Annotated[Caller, requires("workflows:read")],
     workflow_id: str | None = None,
     status: str | None = None,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: PageNumber = 1,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> ExecutionListPublic:
     return await _listing(caller, workflow_id, status, page, limit)

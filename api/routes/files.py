@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from api.deps import Caller, ResourcesDep, TemporalDep, requires
 from api.envelope import Envelope, ok
 from api.links import base_url
+from api.query import Offset
 from api.schemas.documents import FilePublic, FilesPublic, FileUploadPublic, PaginationPublic
 from engine.db.tables import File as FileRow
 from engine.documents import files, processing
@@ -83,7 +84,7 @@ async def read_files(
     caller: Annotated[Caller, requires("files:read")],
     project_id: str | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
     sort: str = "created_at:desc",
 ) -> JSONResponse:
     rows, total = await files.list_files(

@@ -127,9 +127,11 @@ async def read_health(resources: ResourcesDep) -> HealthPublic:
     response_model=HealthDetailedPublic,
     response_model_exclude_none=True,
 )
-async def read_health_detailed(resources: ResourcesDep) -> HealthDetailedPublic:
+async def read_health_detailed(request: Request, resources: ResourcesDep) -> HealthDetailedPublic:
+    """Open to probes; who runs what (worker identities, server versions,
+    namespaces, error texts) only for an authenticated caller."""
     report = await _report(resources)
-    return HealthDetailedPublic(
+    detailed = HealthDetailedPublic(
         overall_status=report.status,
         status=report.status,
         version=__version__,
@@ -142,6 +144,24 @@ async def read_health_detailed(resources: ResourcesDep) -> HealthDetailedPublic:
         ),
         task_queues={name: CheckPublic.of(check) for name, check in report.queues.items()},
     )
+    if await resources.is_someone(
+        request.headers.get("x-api-key"), request.headers.get("authorization")
+    ):
+        return detailed
+    services = detailed.services
+    for check in (
+        services.database,
+        services.redis,
+        services.temporal,
+        *detailed.task_queues.values(),
+    ):
+        for name in ANONYMOUS_HIDDEN:
+            setattr(check, name, None)
+    return detailed
+
+
+# What an anonymous caller of /health/detailed is not told.
+ANONYMOUS_HIDDEN = ("error", "backend", "server_version", "namespace", "identities")
 
 
 @router.get(

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool, StrictInt
 
 from api.deps import Caller, requires
 from api.envelope import Envelope, ok
@@ -24,8 +24,8 @@ class ProviderCreate(BaseModel):
     base_url: str = Field(min_length=1, max_length=2000)
     api_key: str | None = Field(default=None, max_length=2000)
     models: list[str | dict[str, Any]] = Field(default_factory=list, max_length=500)
-    priority: int = Field(default=100, ge=0, le=1_000_000)
-    active: bool = True
+    priority: StrictInt = Field(default=100, ge=0, le=1_000_000)
+    active: StrictBool = True
 
 
 class ProviderUpdate(BaseModel):
@@ -33,8 +33,8 @@ class ProviderUpdate(BaseModel):
     base_url: str | None = Field(default=None, min_length=1, max_length=2000)
     api_key: str | None = Field(default=None, max_length=2000)
     models: list[str | dict[str, Any]] | None = Field(default=None, max_length=500)
-    priority: int | None = Field(default=None, ge=0, le=1_000_000)
-    active: bool | None = None
+    priority: StrictInt | None = Field(default=None, ge=0, le=1_000_000)
+    active: StrictBool | None = None
 
 
 AdminCaller = Annotated[Caller, requires("admin", across_tenants=True)]

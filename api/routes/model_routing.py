@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool, StrictFloat, StrictInt
 
 from api.deps import Caller, requires
 from api.model_deps import ModelsDep, call_context
@@ -29,16 +29,16 @@ DEFAULT_MAX_TOKENS = 512
 
 
 class RoutingPreferences(BaseModel):
-    cost_optimization: bool = False
+    cost_optimization: StrictBool = False
     quality_preference: str = Field(default="balanced", max_length=40)
-    budget_limit: float | None = Field(default=None, ge=0)
+    budget_limit: StrictFloat | None = Field(default=None, ge=0)
 
 
 class AiRouteBody(BaseModel):
     prompt: str = Field(min_length=1, max_length=200_000)
     context: str | None = Field(default=None, max_length=200_000)
-    max_tokens: int = Field(default=DEFAULT_MAX_TOKENS, gt=0)
-    temperature: float = Field(default=0.7, ge=0.0, le=2.0)
+    max_tokens: StrictInt = Field(default=DEFAULT_MAX_TOKENS, gt=0)
+    temperature: StrictFloat = Field(default=0.7, ge=0.0, le=2.0)
     task_type: str | None = Field(default=None, max_length=60)
     capabilities: list[str] = Field(default_factory=list, max_length=20)
     providers: list[str] = Field(default_factory=list, max_length=20)
@@ -57,11 +57,11 @@ class AiRouteBody(BaseModel):
 class ModelsRouteBody(BaseModel):
     prompt: str = Field(min_length=1, max_length=200_000)
     task_type: str | None = Field(default=None, max_length=60)
-    max_tokens: int = Field(default=DEFAULT_MAX_TOKENS, gt=0)
+    max_tokens: StrictInt = Field(default=DEFAULT_MAX_TOKENS, gt=0)
     priority: Literal["cost", "performance", "balanced"] = "balanced"
     providers: list[str] = Field(default_factory=list, max_length=20)
     capabilities: list[str] = Field(default_factory=list, max_length=20)
-    budget_limit: float | None = Field(default=None, ge=0)
+    budget_limit: StrictFloat | None = Field(default=None, ge=0)
 
 
 def _messages(prompt: str, context: str | None) -> list[ChatMessage]:

@@ -4,11 +4,21 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    model_validator,
+)
+from starlette.convertors import PathConvertor, register_url_convertor
 
 from api.deps import Caller, TemporalDep, requires
 from api.envelope import Envelope, ok
@@ -32,8 +42,41 @@ from engine.ai.providers.base import ChatMessage, ChatRequest
 router = APIRouter(prefix="/api/v1", tags=["models"])
 
 
+def model_name_convertor(*reserved: str) -> PathConvertor:
+    """A model name (it may hold "/") that is not one of the other routes' paths.
+
+    ``DELETE /models/{name:path}`` matched every path under ``/models/``, so
+    ``DELETE /models/usage`` deleted a model named "usage" instead of answering
+    405 with ``Allow: GET``. The names of the sibling routes (``reserved``, and
+    anything under them) and names ending in ``/info`` are not model names here.
+    """
+    taken = "|".join(re.escape(name) for name in reserved)
+
+    class ModelName(PathConvertor):
+        regex = rf"(?!(?:{taken})(?:/|$))(?!.*/info$)[^/].*"
+
+    return ModelName()
+
+
+# The paths under /api/v1/models/ and /api/v1/ai/models/ that other routes serve.
+register_url_convertor(
+    "model_name", model_name_convertor("budget", "providers", "pull", "test", "usage")
+)
+register_url_convertor("ai_model_name", model_name_convertor("pull"))
+
+
 class PullBody(BaseModel):
     """zentoria sends ``name``, sutazai ``model``."""
+
+    # One of the two is required (``_named``), as the schema says.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": [key], "properties": {key: {"type": "string"}}}
+                for key in ("name", "model")
+            ]
+        }
+    )
 
     name: str | None = Field(default=None, min_length=1, max_length=300)
     model: str | None = Field(default=None, min_length=1, max_length=300)
@@ -51,8 +94,8 @@ class PullBody(BaseModel):
 
 
 class TestParameters(BaseModel):
-    temperature: float = Field(default=0.7, ge=0.0, le=2.0)
-    max_tokens: int | None = Field(default=None, gt=0)
+    temperature: StrictFloat = Field(default=0.7, ge=0.0, le=2.0)
+    max_tokens: StrictInt | None = Field(default=None, gt=0)
 
 
 class TestBody(BaseModel):
@@ -62,8 +105,8 @@ class TestBody(BaseModel):
 
 
 class BudgetBody(BaseModel):
-    monthly_limit_usd: float | None = Field(ge=0)
-    hard_limit: bool = True
+    monthly_limit_usd: StrictFloat | None = Field(ge=0)
+    hard_limit: StrictBool = True
 
 
 @router.get(
@@ -131,12 +174,12 @@ async def read_model_pull(
 
 
 @router.delete(
-    "/ai/models/{name:path}",
+    "/ai/models/{name:ai_model_name}",
     response_model=Envelope[ModelDeletedPublic],
     summary="Delete a model from its provider",
 )
 @router.delete(
-    "/models/{name:path}",
+    "/models/{name:model_name}",
     response_model=Envelope[ModelDeletedPublic],
     summary="Delete a model (sutazai shape)",
 )

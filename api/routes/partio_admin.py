@@ -8,12 +8,14 @@ only its own tenant (through the caller's TenantScope).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
+import httpx
 from fastapi import APIRouter, Response
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -45,7 +47,9 @@ from engine.identity import accounts
 from engine.identity.hashing import hash_password
 from engine.identity.principals import USER_SCOPES
 from engine.platform.crypto import encrypt_secret
+from engine.platform.egress import EgressDenied, parse_base_url, resolve_target
 from engine.platform.errors import Forbidden, InvalidInput
+from engine.platform.settings import Settings
 
 router = APIRouter(prefix="/v1.0", tags=["partio"])
 AdminCaller = Annotated[Caller, requires("admin", across_tenants=True)]
@@ -301,8 +305,10 @@ async def update_credential(
     object_id: str, body: CredentialUpdate, caller: AdminCaller
 ) -> CredentialPublic:
     key = await caller.db.get(ApiKey, object_id, what="credential")
-    if body.active is not None:
-        key.revoked_at = None if body.active else (key.revoked_at or datetime.now(UTC))
+    if body.active:
+        key.revoked_at = None  # its children stay revoked
+    elif body.active is not None:
+        await accounts.revoke_api_key(caller.session, key)
     _apply(
         key,
         body.model_dump(exclude={"active"}),
@@ -315,7 +321,10 @@ async def update_credential(
 # --- embedding endpoints ----------------------------------------------------------------
 
 
-def _check_endpoint(api_format: str, url: str | None) -> None:
+async def _check_endpoint(settings: Settings, api_format: str, url: str | None) -> None:
+    """A known format, and a URL the tenant egress rules let us call: a
+    loopback, private or metadata address is refused when it is saved (and
+    again at every call, as DNS may change)."""
     if api_format not in API_FORMATS:
         raise InvalidInput(
             f"ApiFormat must be one of {', '.join(API_FORMATS)}", details={"field": "ApiFormat"}
@@ -325,6 +334,13 @@ def _check_endpoint(api_format: str, url: str | None) -> None:
     parts = urlsplit(url or "")
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidInput("Endpoint must be an http(s) URL", details={"field": "Endpoint"})
+    try:
+        parse_base_url(url or "")
+        # A name that does not resolve now is accepted: it is checked at every call.
+        with contextlib.suppress(httpx.ConnectError):
+            await resolve_target(url or "", settings, tenant=True)
+    except EgressDenied as exc:
+        raise InvalidInput(exc.message, details={"field": "Endpoint", **exc.details}) from None
 
 
 @router.put(
@@ -337,7 +353,7 @@ async def create_endpoint(body: EndpointCreate, caller: AdminCaller) -> Endpoint
     tenant_id = caller.db.tenant_for_new_row(body.tenant_id)
     if await caller.session.get(Tenant, tenant_id) is None:
         raise InvalidInput(f"tenant {tenant_id} not found", details={"field": "TenantId"})
-    _check_endpoint(body.api_format, body.endpoint)
+    await _check_endpoint(caller.settings, body.api_format, body.endpoint)
     endpoint = EmbeddingEndpoint(
         tenant_id=tenant_id,
         name=body.name,
@@ -364,7 +380,11 @@ async def update_endpoint(
 ) -> EndpointPublic:
     endpoint = await caller.db.get(EmbeddingEndpoint, object_id, what="endpoint")
     api_format = body.api_format or endpoint.api_format
-    _check_endpoint(api_format, body.endpoint if body.endpoint is not None else endpoint.endpoint)
+    await _check_endpoint(
+        caller.settings,
+        api_format,
+        body.endpoint if body.endpoint is not None else endpoint.endpoint,
+    )
     if body.api_key is not None:
         endpoint.api_key_encrypted = encrypt_secret(caller.settings, body.api_key) or None
     _apply(

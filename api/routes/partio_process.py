@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body
-from pydantic import Field
+from pydantic import Field, StrictBool, StrictInt
 
 from api.deps import Caller, ResourcesDep, TemporalDep, requires
 from api.partio import PascalModel, SemanticCellPublic
@@ -24,14 +24,14 @@ router = APIRouter(prefix="/v1.0/endpoints", tags=["partio"])
 
 class ChunkingConfiguration(PascalModel):
     strategy: Strategy = Strategy.FIXED_TOKEN_COUNT
-    fixed_token_count: int = Field(default=256, ge=16, le=4096)
-    overlap_count: int = Field(default=0, ge=0)
+    fixed_token_count: StrictInt = Field(default=256, ge=16, le=4096)
+    overlap_count: StrictInt = Field(default=0, ge=0)
     overlap_strategy: str = "SlidingWindow"
     context_prefix: str | None = Field(default=None, max_length=500)
 
 
 class EmbeddingConfiguration(PascalModel):
-    l2_normalization: bool = Field(default=False, alias="L2Normalization")
+    l2_normalization: StrictBool = Field(default=False, alias="L2Normalization")
 
 
 class SemanticCellRequest(PascalModel):

@@ -6,30 +6,25 @@ from typing import Annotated
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, field_validator
+from pydantic import BaseModel, Field
 
 from api.deps import Caller, ResourcesDep, requires
 from api.envelope import Envelope, ok
 from api.model_deps import call_context
 from api.schemas.documents import EmbeddingsPublic
+from api.schemas.text import Said
 from engine.documents.rag import RagAnswer, RagQuery, answer_query, embed_texts
 
 router = APIRouter(prefix="/api/v1/ai", tags=["ai"])
 
 
-class EmbeddingsRequest(BaseModel):
-    input: str | list[str]
-    model: str | None = None
+EmbeddingText = Annotated[Said, Field(min_length=1, max_length=32_000)]
 
-    @field_validator("input")
-    @classmethod
-    def _bounded(cls, value: str | list[str]) -> str | list[str]:
-        texts = [value] if isinstance(value, str) else value
-        if not texts or len(texts) > 256:
-            raise ValueError("input must hold 1 to 256 texts")
-        if any(not text.strip() or len(text) > 32_000 for text in texts):
-            raise ValueError("each input text must be non-empty and at most 32000 characters")
-        return value
+
+class EmbeddingsRequest(BaseModel):
+    # One text, or 1 to 256 of them; none blank or over 32000 characters.
+    input: EmbeddingText | Annotated[list[EmbeddingText], Field(min_length=1, max_length=256)]
+    model: str | None = None
 
 
 @router.post(

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 
 from api.deps import Caller, TemporalDep, requires
 from api.envelope import Envelope, ok
+from api.query import PageNumber
 from api.schemas.schedules import ScheduleCreate, ScheduleNote, SchedulePublic, SchedulesPublic
 from engine.pipelines import schedules
 
@@ -55,7 +56,7 @@ async def read_schedules(
     caller: Reader,
     client: TemporalDep,
     workflow_id: Annotated[str | None, Query(max_length=40)] = None,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: PageNumber = 1,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> JSONResponse:
     views, total = await schedules.list_schedules(

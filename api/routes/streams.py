@@ -26,6 +26,7 @@ from temporalio.service import RPCError
 
 from api.deps import Caller, ResourcesDep, requires
 from api.envelope import Envelope, ok
+from api.query import MAX_POSITION, Position
 from api.resources import Resources
 from api.sse import SSE_HEADERS
 from engine.db.scope import TenantScope
@@ -132,7 +133,7 @@ def _position(value: str | None) -> int | None:
     """A client's resume position (``?after=`` / ``Last-Event-ID``); None if absent."""
     if value is None or value.strip() == "":
         return None
-    if not value.strip().isdigit():
+    if not value.strip().isdigit() or int(value.strip()) > MAX_POSITION:
         raise InvalidInput(f"the stream position must be a number, not {value[:40]!r}")
     return int(value.strip())
 
@@ -375,7 +376,7 @@ async def read_execution_events(
     execution_id: str,
     caller: Reader,
     resources: ResourcesDep,
-    last_event_id: Annotated[int | None, Query(ge=0)] = None,
+    last_event_id: Annotated[int | None, Query(ge=0, le=MAX_POSITION)] = None,
 ) -> StreamingResponse:
     """Every event of the execution after ``Last-Event-ID`` (from its first without
     one), then live ones; the stream ends after the execution's terminal event."""
@@ -416,7 +417,7 @@ async def read_events(
     request: Request,
     caller: Reader,
     resources: ResourcesDep,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Position = 0,
     subject: Annotated[str | None, Query(max_length=120)] = None,
     types: Annotated[list[str] | None, Query(alias="type")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import Caller, requires
 from api.envelope import Envelope, ok
-from api.schemas.identity import UserPublic
+from api.schemas.identity import EmailAddress, UserPublic
 from engine.db.tables import User
 from engine.identity import accounts
 from engine.platform.errors import Forbidden
@@ -25,7 +25,7 @@ class UserUpdate(BaseModel):
 
     name: str | None = Field(default=None, max_length=200)
     full_name: str | None = Field(default=None, max_length=200)
-    email: str | None = Field(default=None, max_length=320)
+    email: EmailAddress | None = None
 
 
 async def _me(caller: Caller) -> User:

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 
 from api.deps import Caller, requires
 from api.envelope import Envelope, ok
+from api.query import PageNumber
 from api.schemas.webhooks import (
     DeliveriesPublic,
     WebhookCreatedPublic,
@@ -24,7 +25,7 @@ router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
 
 Reader = Annotated[Caller, requires("webhooks:read")]
 Writer = Annotated[Caller, requires("webhooks:write")]
-PageNumber = Annotated[int, Query(ge=1)]
+
 PageSize = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)]
 
 

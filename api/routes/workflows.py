@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 
 from api.deps import Caller, requires
 from api.envelope import Envelope, ok
+from api.query import PageNumber
 from api.schemas.workflows import (
     WorkflowCreate,
     WorkflowPublic,
@@ -31,7 +32,7 @@ async def read_workflows(
     request: Request,
     caller: Reader,
     status: Z2Status | None = None,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: PageNumber = 1,
     limit: Annotated[int | None, Query(ge=1, le=store.MAX_PAGE_SIZE)] = None,
 ) -> JSONResponse:
     """Every workflow of the tenant, newest first; ``limit`` (and ``page``) page them."""

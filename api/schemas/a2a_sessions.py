@@ -6,7 +6,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from engine.db.tables import A2ASession
 from workflows.a2a_exchange_payloads import (
@@ -27,6 +36,16 @@ class HandshakeRequest(BaseModel):
     them (``target_agent_id``) or a remote A2A agent (``target_agent_url``: its
     card's URL or its base URL)."""
 
+    # Exactly one target (``_one_target``), as the schema says.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {"required": [key], "properties": {key: {"type": "string"}}}
+                for key in ("target_agent_id", "target_agent_url")
+            ]
+        }
+    )
+
     source_agent_id: SessionId
     target_agent_id: SessionId | None = None
     target_agent_url: Annotated[str, StringConstraints(min_length=1, max_length=2048)] | None = None
@@ -45,16 +64,16 @@ class NegotiateRequest(BaseModel):
     session_id: SessionId
     protocol_version: Annotated[str, StringConstraints(max_length=20)] | None = None
     content_types: list[Label] | None = Field(default=None, min_length=1, max_length=20)
-    max_message_size: int | None = Field(default=None, gt=0)
-    max_turns: int | None = Field(default=None, gt=0)
-    budget_usd: float | None = Field(default=None, gt=0)
+    max_message_size: StrictInt | None = Field(default=None, gt=0)
+    max_turns: StrictInt | None = Field(default=None, gt=0)
+    budget_usd: StrictFloat | None = Field(default=None, gt=0)
 
 
 class MessageRequest(BaseModel):
     """One message of the source agent: text, or a JSON object."""
 
     session_id: SessionId
-    content: str | dict[str, Any]
+    content: Annotated[str, Field(min_length=1)] | Annotated[dict[str, Any], Field(min_length=1)]
 
     @field_validator("content")
     @classmethod

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool, StrictFloat
 
 from engine.pipelines.executions import ExecutionView, StepResult
 
@@ -13,9 +13,9 @@ from engine.pipelines.executions import ExecutionView, StepResult
 class ExecuteOptions(BaseModel):
     """z2's execution options."""
 
-    timeout_seconds: float | None = Field(default=None, gt=0, le=7 * 86_400)
-    parallel_execution: bool = True  # independent branches always run in parallel
-    save_intermediate_results: bool = True  # every step's result is kept
+    timeout_seconds: StrictFloat | None = Field(default=None, gt=0, le=7 * 86_400)
+    parallel_execution: StrictBool = True  # independent branches always run in parallel
+    save_intermediate_results: StrictBool = True  # every step's result is kept
 
 
 class Z2ExecuteRequest(BaseModel):
@@ -30,7 +30,7 @@ class AuterityExecuteRequest(BaseModel):
 
 
 class ApprovalRequest(BaseModel):
-    approved: bool
+    approved: StrictBool
     comment: str | None = Field(default=None, max_length=2000)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool, StrictInt
 
 from engine.pipelines.schedules import MAX_INTERVAL_SECONDS, MAX_NOTE, ScheduleView
 
@@ -14,11 +14,11 @@ class ScheduleCreate(BaseModel):
 
     workflow_id: str = Field(min_length=1, max_length=40)
     cron: str | None = Field(default=None, min_length=1, max_length=200)
-    interval_seconds: int | None = Field(default=None, ge=1, le=MAX_INTERVAL_SECONDS)
+    interval_seconds: StrictInt | None = Field(default=None, ge=1, le=MAX_INTERVAL_SECONDS)
     timezone: str | None = Field(default=None, min_length=1, max_length=100)
     input_data: dict[str, Any] = Field(default_factory=dict)
     priority: str = "normal"
-    paused: bool = False
+    paused: StrictBool = False
     note: str | None = Field(default=None, max_length=MAX_NOTE)
 
 

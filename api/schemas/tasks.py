@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictInt
 
 from api.envelope import Envelope
 from engine.pipelines.tasks import DEFAULT_PRIORITY, PRIORITY_NAMES, TaskView
@@ -18,7 +18,7 @@ class TaskCreate(BaseModel):
 
     task_type: str = Field(min_length=1, max_length=100)
     payload: dict[str, Any] = Field(default_factory=dict)
-    priority: int = Field(default=DEFAULT_PRIORITY, ge=0, le=len(PRIORITY_NAMES) - 1)
+    priority: StrictInt = Field(default=DEFAULT_PRIORITY, ge=0, le=len(PRIORITY_NAMES) - 1)
 
 
 class TaskCreatedPublic(BaseModel):

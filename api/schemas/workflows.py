@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat
 
 from engine.db.tables import PipelineDefinitionRow
 from engine.pipelines import store
@@ -23,8 +23,8 @@ DataCategories = list[str] | None
 class Position(BaseModel):
     """Where the editor draws a node (layout only)."""
 
-    x: float
-    y: float
+    x: StrictFloat
+    y: StrictFloat
 
 
 # --- z2: /api/v1/workflows -------------------------------------------------------
@@ -46,7 +46,7 @@ class EdgeIn(BaseModel):
     source: str | None = Field(default=None, max_length=100)
     target: str | None = Field(default=None, max_length=100)
     type: str | None = Field(default=None, max_length=40)
-    condition: bool | None = None
+    condition: StrictBool | None = None
 
 
 class GraphIn(BaseModel):

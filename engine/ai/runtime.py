@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from engine.ai.breakers import BreakerBoard
+from engine.ai.ledger import LedgerEntry, LedgerWriter
 from engine.ai.providers.registry import ProviderRegistry
 from engine.ai.response_cache import ResponseCache
 from engine.ai.stats import ModelStats
@@ -57,6 +58,7 @@ class ModelRuntime:
     breakers: BreakerBoard
     stats: ModelStats
     cache: ResponseCache
+    ledger: LedgerWriter
     owns_http: bool = field(default=False)
     # tenant -> (read at, hard limit in force?)
     _budgets: dict[str, tuple[float, bool]] = field(default_factory=dict)
@@ -78,10 +80,12 @@ class ModelRuntime:
             breakers=BreakerBoard(settings),
             stats=ModelStats(redis),
             cache=ResponseCache(settings, redis),
+            ledger=LedgerWriter(sessions),
             owns_http=http is None,
         )
 
     async def close(self) -> None:
+        await self.ledger.close()  # what this process answered reaches the ledger
         if self.owns_http:
             await self.http.aclose()
 
@@ -95,6 +99,7 @@ class ModelRuntime:
             known = (now, budget is not None and budget.hard_limit)
             self._budgets[tenant_id] = known
         if known[1]:
+            await self.ledger.flush()  # this process's own calls count at once
             async with self.sessions() as session:
                 await check_budget(session, tenant_id, estimated_cost)
 
@@ -104,31 +109,43 @@ class ModelRuntime:
     async def record(
         self, ctx: CallContext, *, response: dict[str, Any] | None = None, **fields: object
     ) -> None:
-        """One ledger row for a model call (its own short transaction); with
-        ``response``, an ``ai.response`` event in the same transaction."""
-        row = UsageRecord(
-            tenant_id=ctx.tenant_id,
-            user_id=ctx.user_id,
-            kind=ctx.kind,
-            request_id=ctx.request_id,
-            workflow_id=ctx.workflow_id,
-            run_id=ctx.run_id,
-            dedupe_key=ctx.dedupe_key,
+        """One ledger row for a model call; with ``response``, an ``ai.response``
+        event written with it. A call with a dedupe key (an activity's) is
+        written at once in its own short transaction; any other goes to the
+        batching ``ledger`` writer (see ``engine.ai.ledger``)."""
+        columns: dict[str, Any] = {
+            "tenant_id": ctx.tenant_id,
+            "user_id": ctx.user_id,
+            "kind": ctx.kind,
+            "request_id": ctx.request_id,
+            "workflow_id": ctx.workflow_id,
+            "run_id": ctx.run_id,
+            "dedupe_key": ctx.dedupe_key,
             **fields,
+        }
+        announce = response is not None and ctx.kind in RESPONSE_EVENT_KINDS
+        event = (
+            {**response, "request_id": ctx.request_id, "workflow_id": ctx.workflow_id}
+            if announce and response is not None
+            else None
         )
+        if not ctx.dedupe_key and self.ledger.add(LedgerEntry(columns, event)):
+            _observe(ctx.kind, fields)
+            return
+        row = UsageRecord(**columns)
         recorded = True
         async with self.sessions() as session:
             if ctx.dedupe_key:
                 recorded = await record_usage(session, row)
             else:  # nothing to deduplicate: skip the lookup and the savepoint
                 session.add(row)
-            if response is not None and ctx.kind in RESPONSE_EVENT_KINDS:
+            if event is not None:
                 dedupe = f"{ctx.dedupe_key}:response" if ctx.dedupe_key else None
                 await outbox.emit(
                     session,
                     ctx.tenant_id,
                     EventType.AI_RESPONSE,
-                    {**response, "request_id": ctx.request_id, "workflow_id": ctx.workflow_id},
+                    event,
                     subject=ctx.workflow_id,
                     dedupe_key=dedupe,
                 )

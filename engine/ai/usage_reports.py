@@ -11,6 +11,7 @@ from sqlalchemy import String, case, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
+from engine.ai.ledger import flush_all
 from engine.ai.usage import month_start, spent_this_month
 from engine.db.tables import TenantBudget, UsageRecord
 from engine.platform.errors import InvalidInput
@@ -62,6 +63,7 @@ async def usage_summary(
     session: AsyncSession, tenant_id: str, *, timeframe: str = "24h", group_by: str = "model"
 ) -> dict[str, Any]:
     """z2 ``/models/usage``: requests, tokens, cost and latency per group."""
+    await flush_all()  # the calls this process answered are in the figures
     if timeframe not in TIMEFRAMES:
         raise InvalidInput(
             f"timeframe must be one of {', '.join(TIMEFRAMES)}", details={"field": "timeframe"}
@@ -99,6 +101,7 @@ def _day(session: AsyncSession) -> ColumnElement[Any]:
 
 async def cost_report(session: AsyncSession, tenant_id: str) -> dict[str, Any]:
     """auterity ``/api/analytics/costs``: month to date, budget, projection, breakdown."""
+    await flush_all()  # the calls this process answered are in the figures
     now = datetime.now(UTC)
     start = month_start(now)
     spent = await spent_this_month(session, tenant_id)
@@ -153,6 +156,7 @@ def budget_public(tenant_id: str, budget: TenantBudget | None, spent: float) -> 
 
 
 async def read_budget(session: AsyncSession, tenant_id: str) -> dict[str, Any]:
+    await flush_all()  # the calls this process answered are in the figures
     budget = await session.get(TenantBudget, tenant_id)
     return budget_public(tenant_id, budget, await spent_this_month(session, tenant_id))
 

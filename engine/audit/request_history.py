@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import re
 import shutil
 from dataclasses import dataclass, field, fields
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_plus
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from engine.db.tables import RequestRecord
@@ -39,8 +40,17 @@ SENSITIVE_KEYS = frozenset(
 )
 SENSITIVE_SUFFIXES = ("password", "secret")  # new_password, client_secret, ...
 _TEXT_TYPES = {"application/json", "application/xml", "application/x-www-form-urlencoded"}
-_JSON_PAIR = re.compile(r'"((?:[^"\\]|\\.)*)"(\s*:\s*)("(?:[^"\\]|\\.)*(?:"|$)|[^,{}\[\]\s"]*)')
-_KEY_VALUE = re.compile(r"([^&=\s\"'?]+)=([^&\s]*)")
+# A string that is no key is consumed whole (the second branch, possessive), so
+# the search never restarts inside it: on text such as '"\\"\\"\\"…' each
+# restart ran to the end, quadratic in the length.
+_JSON_PAIR = re.compile(
+    r'"((?:[^"\\]|\\.)*+)"(\s*:\s*)("(?:[^"\\]|\\.)*+(?:"|$)|[^,{}\[\]\s"]*)'
+    r'|"(?:[^"\\]|\\.)*+(?:"|\\?$)'
+)
+# A key starts only where a run of key characters starts (the lookbehind): tried
+# at every character of a long run without "=", the search was quadratic, and a
+# 64 KiB body held the GIL for most of a minute.
+_KEY_VALUE = re.compile(r"(?<![^&=\s\"'?])([^&=\s\"'?]+)=([^&\s]*)")
 _RECORD_ID = re.compile(r"^rq_[A-Za-z0-9]+$")
 
 
@@ -92,6 +102,8 @@ def _scrub_text(text: str) -> str:
     """Best effort for text that is not whole JSON (cut at the cap, forms, plain text)."""
 
     def hide(match: re.Match[str]) -> str:
+        if match[1] is None:  # a string that is not a key
+            return match[0]
         sensitive = _sensitive(match[1]) or _sensitive(_json_key(match[1]))
         return f'"{match[1]}"{match[2]}"{REDACTED}"' if sensitive else match[0]
 
@@ -182,6 +194,22 @@ def detail_path(settings: Settings, record_id: str, created_at: datetime) -> Pat
     return settings.data_dir / "requests" / day / f"{record_id}.json"
 
 
+# Day directories this process has made (or found): each is made once, not per file.
+_DAY_DIRS: set[Path] = set()
+
+
+def _create_private(path: Path) -> int:
+    """A descriptor of ``path``, created 0600 in one call (bodies may hold
+    personal data); its day directory is made when missing (or purged)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    if path.parent in _DAY_DIRS:
+        with contextlib.suppress(FileNotFoundError):
+            return os.open(path, flags, 0o600)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _DAY_DIRS.add(path.parent)
+    return os.open(path, flags, 0o600)
+
+
 def _write_details(settings: Settings, entries: list[HistoryEntry]) -> set[str]:
     """Detail files for the entries that have a body; returns their ids."""
     cap = settings.request_history_body_cap_bytes
@@ -192,11 +220,9 @@ def _write_details(settings: Settings, entries: list[HistoryEntry]) -> set[str]:
         if not (request or response):
             continue
         path = detail_path(settings, entry.id, entry.created_at)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600)  # bodies may hold personal data
-        path.write_text(
-            json.dumps({"RequestBody": request or None, "ResponseBody": response or None})
-        )
+        detail = {"RequestBody": request or None, "ResponseBody": response or None}
+        with os.fdopen(_create_private(path), "wb") as file:
+            file.write(json.dumps(detail).encode())
         written.add(entry.id)
     return written
 
@@ -208,12 +234,13 @@ _ROW_FIELDS.remove("query")
 _WIDTHS = {"request_id": 128, "method": 10, "path": 2000, "client_ip": 64, "user_agent": 400}
 
 
-def _row(entry: HistoryEntry, has_detail: bool) -> RequestRecord:
+def _row(entry: HistoryEntry, has_detail: bool) -> dict[str, Any]:
+    """The ``request_history`` row of ``entry``, as INSERT values."""
     values = {name: getattr(entry, name) for name in _ROW_FIELDS}
     for name, width in _WIDTHS.items():
         values[name] = values[name][:width] if values[name] else values[name]
     query = redact_query(entry.query)[:2000] or None
-    return RequestRecord(**values, query=query, has_detail=has_detail)
+    return {**values, "query": query, "has_detail": has_detail}
 
 
 def _purge_files(settings: Settings, cutoff: datetime) -> None:
@@ -322,7 +349,8 @@ class RequestHistory:
         whose row failed is left to the retention purge)."""
         written = await asyncio.to_thread(_write_details, self.settings, batch)
         async with self._sessions() as session:
-            session.add_all([_row(entry, entry.id in written) for entry in batch])
+            rows = [_row(entry, entry.id in written) for entry in batch]
+            await session.execute(insert(RequestRecord), rows)
             await session.commit()
 
 

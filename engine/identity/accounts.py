@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -160,10 +160,27 @@ async def create_api_key(
         expires_at=expires_at,
         labels=labels or [],
         tags=tags or {},
+        parent_key_id=issuer.api_key_id if issuer is not None else None,
     )
     session.add(record)
     await session.flush()
     return IssuedKey(record, secret)
+
+
+async def revoke_api_key(session: AsyncSession, key: ApiKey) -> None:
+    """Revoke ``key`` and every key created with it, however deep: a child
+    never outlives its parent. Keys already revoked keep their time."""
+    now = datetime.now(UTC)
+    if key.revoked_at is None:
+        key.revoked_at = now
+    parents = [key.id]
+    while parents:
+        children = (
+            await session.scalars(select(ApiKey).where(ApiKey.parent_key_id.in_(parents)))
+        ).all()
+        for child in children:
+            child.revoked_at = child.revoked_at or now
+        parents = [child.id for child in children]
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.db.tables import ApiKey, AuthSession, Tenant, User
 from engine.identity.hashing import API_KEY_PREFIX, hash_api_key
-from engine.identity.tokens import TokenType, decode
+from engine.identity.principal_cache import PrincipalCache, principals
+from engine.identity.tokens import TokenClaims, TokenType, decode
 from engine.platform.errors import Forbidden, Unauthorized, WeftError
 from engine.platform.settings import Settings
 
@@ -131,7 +132,11 @@ def looks_like_api_key(token: str) -> bool:
 
 
 async def authenticate(session: AsyncSession, settings: Settings, credential: str) -> Principal:
-    """Resolve any accepted credential, or raise Unauthorized / InvalidApiKey."""
+    """Resolve any accepted credential, or raise Unauthorized / InvalidApiKey.
+
+    Resolved principals are kept for a few seconds (``principal_cache``); an
+    access token's signature and expiry are checked on every call regardless.
+    """
     for admin_key in settings.admin_api_keys:
         if hmac.compare_digest(credential.encode(), admin_key.encode()):
             return Principal(
@@ -141,9 +146,23 @@ async def authenticate(session: AsyncSession, settings: Settings, credential: st
                 scopes=frozenset({ADMIN_SCOPE}),
                 is_superuser=True,
             )
+    seconds = settings.principal_cache_seconds
     if looks_like_api_key(credential):
-        return await authenticate_api_key(session, credential)
-    return await authenticate_access_token(session, settings, credential)
+        cache_key = PrincipalCache.key(credential)
+        cached = principals.get(cache_key)
+        if cached is not None:
+            return cached
+        principal = await authenticate_api_key(session, credential)
+        principals.put(cache_key, principal, seconds, principal.expires_at)
+        return principal
+    claims = decode(settings, credential, TokenType.ACCESS)
+    cache_key = f"session:{claims.session_id}:{claims.subject}"
+    cached = principals.get(cache_key)
+    if cached is not None:
+        return cached
+    principal = await _session_principal(session, claims)
+    principals.put(cache_key, principal, seconds, claims.expires_at)
+    return principal
 
 
 async def live_api_key_id(session: AsyncSession, key: str) -> str | None:
@@ -203,10 +222,7 @@ async def authenticate_api_key(session: AsyncSession, key: str) -> Principal:
     )
 
 
-async def authenticate_access_token(
-    session: AsyncSession, settings: Settings, token: str
-) -> Principal:
-    claims = decode(settings, token, TokenType.ACCESS)
+async def _session_principal(session: AsyncSession, claims: TokenClaims) -> Principal:
     row = (
         await session.execute(
             select(AuthSession, User, Tenant)

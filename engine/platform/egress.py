@@ -222,6 +222,17 @@ def parse_url(url: str | httpx.URL) -> httpx.URL:
     return parsed
 
 
+def parse_base_url(url: str | httpx.URL) -> httpx.URL:
+    """A base URL that paths are appended to: ``parse_url``'s checks, and no
+    query or fragment (``http://h/x?`` would make every path a query string)."""
+    parsed = parse_url(url)
+    if "?" in str(url) or "#" in str(url):
+        raise EgressDenied(
+            "A base URL may not have a query string or fragment", details={"reason": "invalid"}
+        )
+    return parsed
+
+
 async def resolve_target(
     url: str | httpx.URL, settings: Settings, *, tenant: bool = False
 ) -> Target:
@@ -399,6 +410,13 @@ async def guarded_request(
         raise httpx.ReadTimeout(f"no complete answer within {seconds:g}s") from None
 
 
+# Pooled connections idle this long are dropped, not reused. Many servers close
+# theirs after 5 s idle (uvicorn, under vLLM and most Python model servers;
+# Node): a request sent on a connection the server is closing at that moment
+# fails without reaching it (httpx's default expiry is those same 5 s).
+KEEPALIVE_EXPIRY_SECONDS = 3.0
+
+
 def new_http_client(settings: Settings) -> httpx.AsyncClient:
     """The shared client for outbound calls (ignores proxy variables: the guard
     must see the real destination)."""
@@ -406,5 +424,9 @@ def new_http_client(settings: Settings) -> httpx.AsyncClient:
         trust_env=False,
         follow_redirects=False,
         timeout=httpx.Timeout(settings.provider_timeout_seconds),
-        limits=httpx.Limits(max_connections=200, max_keepalive_connections=100),
+        limits=httpx.Limits(
+            max_connections=200,
+            max_keepalive_connections=100,
+            keepalive_expiry=KEEPALIVE_EXPIRY_SECONDS,
+        ),
     )

@@ -22,6 +22,7 @@ from limits import RateLimitItemPerSecond
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from engine.platform.errors import Unavailable
@@ -193,6 +194,7 @@ class RedisRateLimiter(_SlidingWindowLimiter):
     """
 
     def __init__(self, redis: Redis, prefix: str = "weft:rl") -> None:
+        self._pool = redis.connection_pool
         storage = RedisStorage(
             "async+redis://",
             implementation="redispy",
@@ -205,7 +207,15 @@ class RedisRateLimiter(_SlidingWindowLimiter):
         self, key: str, limit: int, window_seconds: int, *, peek: bool
     ) -> RateDecision:
         try:
-            return await super()._count(key, limit, window_seconds, peek=peek)
+            try:
+                return await super()._count(key, limit, window_seconds, peek=peek)
+            except (RedisConnectionError, ConnectionError):
+                # After Redis restarts, the pool's idle connections are dead
+                # sockets, and each fails once when next used: drop them and try
+                # a fresh connection before calling Redis down (a Redis that is
+                # really down refuses that one at once too).
+                await self._pool.disconnect(inuse_connections=False)
+                return await super()._count(key, limit, window_seconds, peek=peek)
         except (TimeoutError, RedisError, OSError) as exc:
             raise RateLimitBackendDown("Rate limiting is unavailable") from exc
 

@@ -244,10 +244,44 @@ async def test_pull_of_an_unknown_model_fails_without_retrying(
         "/api/v1/ai/models/pull", json={"name": "does-not-exist"}, headers=admin
     )
     workflow_id = started.json()["data"]["workflow_id"]
-    failed = await _until(api, admin, workflow_id, lambda p: p["phase"] != "pulling")
+    # The phase is the workflow's own; its run ends a moment later.
+    failed = await _until(api, admin, workflow_id, lambda p: p["workflow_status"] != "running")
     assert failed["phase"] == "failed" and "does not exist" in failed["error"]
     assert failed["workflow_status"] == "failed"
     assert fake_ollama.count("/api/pull") == 1  # permanent: one attempt
     unknown = await api.http.get("/api/v1/ai/models/pull/pull-ollama-never", headers=admin)
     assert unknown.status_code == 404
     assert json.loads(unknown.text)["error"]["code"] == "NOT_FOUND"
+
+
+async def test_model_delete_leaves_the_other_model_routes_alone(
+    settings: Settings, admin_key: str, fake_ollama: FakeProvider
+) -> None:
+    """``DELETE /models/{name}`` took every path under ``/models/``: ``DELETE
+    /models/usage`` deleted a model named "usage". Those paths answer 405 now,
+    with an ``Allow`` header naming every method they serve."""
+    configured = model_settings(settings, {"ollama": ollama_config(fake_ollama)})
+    async with model_api(configured) as api:
+        admin = {"X-API-Key": admin_key}
+        for path, allowed in [
+            ("/api/v1/models/usage", {"GET"}),
+            ("/api/v1/models/test", {"POST"}),
+            ("/api/v1/models/budget", {"GET", "PUT"}),
+            ("/api/v1/models/providers", {"GET", "POST"}),
+            ("/api/v1/models/pull", {"POST"}),
+            ("/api/v1/models/llama-test/info", {"GET"}),
+            ("/api/v1/models/library/llama-test:1b/info", {"GET"}),
+            ("/api/v1/ai/models/pull", {"POST"}),
+            ("/api/v1/ai/models/pull/pull-ollama-llama-test", {"GET"}),
+        ]:
+            response = await api.http.delete(path, headers=admin)
+            assert response.status_code == 405, (path, response.text)
+            assert response.json()["error"]["code"] == "METHOD_NOT_ALLOWED"
+            assert set(response.headers["allow"].split(", ")) - {"HEAD"} == allowed, path
+        assert not [r for r in fake_ollama.requests if r.method == "DELETE"]
+
+        deleted = await api.http.delete("/api/v1/models/llama-test", headers=admin)
+        assert deleted.status_code == 200 and deleted.json()["data"]["deleted"] is True
+        assert [r.body for r in fake_ollama.requests if r.method == "DELETE"] == [
+            {"model": "llama-test"}
+        ]

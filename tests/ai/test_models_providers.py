@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -18,7 +19,7 @@ from engine.ai.providers.factory import embedding_provider
 from engine.ai.providers.http import ProviderTimeout
 from engine.ai.providers.ollama import OllamaProvider
 from engine.ai.providers.openai import OpenAIProvider
-from engine.platform.egress import new_http_client
+from engine.platform.egress import EgressDenied, new_http_client
 from engine.platform.errors import InvalidInput
 from engine.platform.settings import Settings
 from tests.fake_providers import TROUBLE_MODELS, FakeProvider, fake_vector
@@ -150,9 +151,20 @@ async def test_unreachable_provider_is_unavailable(http: httpx.AsyncClient) -> N
 async def test_embedding_provider_factory(
     fake_ollama: FakeProvider, fake_openai: FakeProvider, http: httpx.AsyncClient
 ) -> None:
-    ollama = embedding_provider("Ollama", fake_ollama.url, None, http=http, settings=SETTINGS)
+    # A partio endpoint is a tenant's URL: loopback only where the operator opened it.
+    closed = embedding_provider("Ollama", fake_ollama.url, None, http=http, settings=SETTINGS)
+    with pytest.raises(EgressDenied):
+        await closed.embed(["x"], "nomic-embed-text")
+    opened = SETTINGS.model_copy(
+        update={
+            "tenant_egress_allowed_hosts": [
+                urlsplit(fake.url).netloc for fake in (fake_ollama, fake_openai)
+            ]
+        }
+    )
+    ollama = embedding_provider("Ollama", fake_ollama.url, None, http=http, settings=opened)
     assert (await ollama.embed(["x"], "nomic-embed-text")).vectors == [fake_vector("x")]
-    openai = embedding_provider("OpenAI", fake_openai.url, "sk-fake", http=http, settings=SETTINGS)
+    openai = embedding_provider("OpenAI", fake_openai.url, "sk-fake", http=http, settings=opened)
     assert (await openai.embed(["y"], "text-embedding-fake")).vectors == [fake_vector("y")]
     assert fake_openai.requests[-1].body == {"model": "text-embedding-fake", "input": ["y"]}
     local = embedding_provider("Local", None, None, http=http, settings=SETTINGS)

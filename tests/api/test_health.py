@@ -14,11 +14,14 @@ pytestmark = pytest.mark.asyncio
 
 
 async def test_everything_healthy_with_a_worker_on_every_queue(
-    settings: Settings, running_worker: Client
+    settings: Settings, running_worker: Client, admin_key: str
 ) -> None:
     async with api_client(create_app(settings)) as http:
         summary = (await http.get("/health")).json()
-        detailed = (await http.get("/api/v1/health/detailed")).json()
+        detailed = (
+            await http.get("/api/v1/health/detailed", headers={"X-API-Key": admin_key})
+        ).json()
+        anonymous = (await http.get("/api/v1/health/detailed")).json()
         ready = await http.get("/api/ready")
     assert summary["status"] == "healthy"
     assert summary["version"] and summary["uptime"] >= 0 and summary["timestamp"].endswith("Z")
@@ -32,14 +35,24 @@ async def test_everything_healthy_with_a_worker_on_every_queue(
         assert detailed["task_queues"][queue.value]["latency_ms"] >= 0
     assert detailed["services"]["database"]["backend"] in ("sqlite", "postgresql")
     assert detailed["services"]["temporal"]["latency_ms"] >= 0
+    assert any(q.get("identities") for q in detailed["task_queues"].values())
+    # Without credentials: the states, not who runs what or which versions.
+    assert anonymous["status"] == "healthy"
+    assert anonymous["services"]["temporal"]["status"] == "healthy"
+    for check in (*anonymous["services"].values(), *anonymous["task_queues"].values()):
+        assert not {"identities", "server_version", "namespace", "backend", "error"} & set(check)
     assert ready.status_code == 200 and ready.json()["ready"] is True
 
 
-async def test_queues_without_workers_make_the_engine_degraded(settings: Settings) -> None:
+async def test_queues_without_workers_make_the_engine_degraded(
+    settings: Settings, admin_key: str
+) -> None:
     idle = settings.model_copy(update={"temporal_namespace": IDLE_NAMESPACE})
     async with api_client(create_app(idle)) as http:
         summary = (await http.get("/health")).json()
-        detailed = (await http.get("/api/v1/health/detailed")).json()
+        detailed = (
+            await http.get("/api/v1/health/detailed", headers={"X-API-Key": admin_key})
+        ).json()
         ready = await http.get("/api/ready")
     assert summary["status"] == "degraded"
     assert summary["services"]["workers"] == "degraded"

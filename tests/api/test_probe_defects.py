@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -17,7 +18,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from temporalio.client import Client
 
 from api.app import create_app
 from engine.db import migrate
@@ -223,6 +223,53 @@ async def test_child_key_is_clamped_to_its_parents_expiry_and_scopes(
         assert gone.status_code == 401, gone.text
 
 
+async def test_revoking_a_key_revokes_every_key_it_created(
+    http: httpx.AsyncClient, settings: Settings
+) -> None:
+    tenant = await make_tenant(settings, "lineage")
+    as_jwt = bearer((await session_of(http, tenant.email, tenant.password))["access_token"])
+
+    async def key_from(headers: dict[str, str], name: str, scopes: list[str]) -> dict[str, str]:
+        made = await http.post(
+            "/api/v1/api-keys", headers=headers, json={"name": name, "scopes": scopes}
+        )
+        assert made.status_code == 201, made.text
+        return {"X-API-Key": made.json()["data"]["key"], "id": made.json()["data"]["id"]}
+
+    def auth(key: dict[str, str]) -> dict[str, str]:
+        return {"X-API-Key": key["X-API-Key"]}
+
+    parent = await key_from(as_jwt, "parent", ["keys:write", "profile"])
+    child = await key_from(auth(parent), "child", ["keys:write", "profile"])
+    grandchild = await key_from(auth(child), "grandchild", ["profile"])
+    sibling = await key_from(as_jwt, "sibling", ["profile"])
+    for key in (parent, child, grandchild, sibling):
+        assert (await http.get("/api/v1/users/me", headers=auth(key))).status_code == 200
+
+    revoked = await http.delete(f"/api/v1/api-keys/{parent['id']}", headers=as_jwt)
+    assert revoked.status_code == 204
+    for key in (parent, child, grandchild):
+        gone = await http.get("/api/v1/users/me", headers=auth(key))
+        assert gone.status_code == 401, gone.text
+    assert (await http.get("/api/v1/users/me", headers=auth(sibling))).status_code == 200
+
+    # partio's deactivation of a credential reaches the keys it created too
+    user_id = (await http.get("/api/v1/users/me", headers=as_jwt)).json()["data"]["id"]
+    admin = await key_from(as_jwt, "admin", ["admin"])
+    minted = await http.put(
+        "/v1.0/credentials",
+        headers=auth(admin),
+        json={"UserId": user_id, "Name": "minted"},
+    )
+    assert minted.status_code == 201, minted.text
+    as_minted = bearer(minted.json()["BearerToken"])
+    assert (await http.get("/api/v1/users/me", headers=as_minted)).status_code == 200
+    off = await http.put(f"/v1.0/credentials/{admin['id']}", headers=as_jwt, json={"Active": False})
+    assert off.status_code == 200, off.text
+    gone = await http.get("/api/v1/users/me", headers=as_minted)
+    assert gone.status_code == 401, gone.text
+
+
 # --- 4. rate limits cannot be side-stepped ---------------------------------------------------
 
 
@@ -339,15 +386,16 @@ async def test_forwarded_for_is_trusted_only_from_named_proxies(start_api: Start
 # --- 5. failures that answered 500 ----------------------------------------------------------
 
 
-async def test_system_check_that_times_out_answers_504(
-    client: httpx.AsyncClient, admin_key: str, running_worker: Client
-) -> None:
+async def test_system_check_that_times_out_answers_504(settings: Settings, admin_key: str) -> None:
+    # No worker serves the queues of this prefix: the run never gets going.
+    unserved = settings.model_copy(update={"task_queue_prefix": f"nobody{secrets.token_hex(4)}-"})
     started = time.monotonic()
-    response = await client.post(
-        "/api/v1/system/check",
-        headers={"X-API-Key": admin_key},
-        json={"queues": ["weft-workflows"], "timeout_seconds": 3},
-    )
+    async with api_client(create_app(unserved)) as client:
+        response = await client.post(
+            "/api/v1/system/check",
+            headers={"X-API-Key": admin_key},
+            json={"queues": ["weft-io"], "timeout_seconds": 3},
+        )
     assert response.status_code == 504, response.text
     error = response.json()["error"]
     assert error["code"] == "GATEWAY_TIMEOUT" and error["request_id"]
@@ -367,15 +415,121 @@ async def _endpoint_at(stack: DocStack, url: str) -> str:
     return str(made.json()["Id"])
 
 
-async def test_process_against_a_metadata_address_is_egress_denied(doc_stack: DocStack) -> None:
-    endpoint_id = await _endpoint_at(doc_stack, "http://169.254.169.254")
-    response = await doc_stack.http.post(
-        f"/v1.0/endpoints/{endpoint_id}/process",
-        headers=bearer(doc_stack.tenant.key),
-        json={"Text": "hello there"},
+LOOPBACK_SPELLINGS = (
+    "127.0.0.1",
+    "[::1]",
+    "2130706433",
+    "0x7f000001",
+    "127.1",
+    "localhost",
+    "[::ffff:127.0.0.1]",
+    "169.254.169.254",
+    "10.0.0.7",
+)
+
+
+async def _endpoint_refused(stack: DocStack, url: str) -> httpx.Response:
+    tenant = stack.tenant
+    as_admin = bearer((await session_of(stack.http, tenant.email, tenant.password))["access_token"])
+    return await stack.http.put(
+        "/v1.0/endpoints",
+        headers=as_admin,
+        json={"Model": "all-minilm", "Endpoint": url, "ApiFormat": "Ollama", "ApiKey": "k"},
     )
-    assert response.status_code == 400, response.text
-    assert "egress" in response.json()["Message"]
+
+
+async def test_tenant_endpoints_never_reach_loopback_private_or_metadata(
+    doc_stack: DocStack,
+) -> None:
+    """A tenant admin's embedding endpoint follows the tenant egress rules: every
+    spelling of loopback, a private and the metadata address are refused when
+    saved, and one already stored (saved before the rules, or DNS that moved)
+    is refused at call time with nothing connecting, upstream text unreflected."""
+    from engine.db.connection import create_engine, create_sessionmaker, transaction
+    from engine.db.tables import EmbeddingEndpoint
+
+    async with counting_listener() as listener:
+        for host in LOOPBACK_SPELLINGS:
+            refused = await _endpoint_refused(doc_stack, f"http://{host}:{listener.port}")
+            assert refused.status_code == 400, (host, refused.text)
+            assert "egress policy forbids" in refused.json()["Message"], host
+        query = await _endpoint_refused(doc_stack, "http://models.weft-test.invalid/x?")
+        assert query.status_code == 400 and "query string" in query.json()["Message"]
+
+        engine = create_engine(doc_stack.settings)
+        try:
+            async with transaction(create_sessionmaker(engine)) as session:
+                stored = EmbeddingEndpoint(
+                    tenant_id=doc_stack.tenant.tenant_id,
+                    model="all-minilm",
+                    endpoint=f"http://localhost:{listener.port}",
+                    api_format="Ollama",
+                )
+                session.add(stored)
+                await session.flush()
+                endpoint_id = stored.id
+        finally:
+            await engine.dispose()
+        answer = await doc_stack.http.post(
+            f"/v1.0/endpoints/{endpoint_id}/process",
+            headers=bearer(doc_stack.tenant.key),
+            json={"Text": "hello there"},
+        )
+        assert answer.status_code == 400, answer.text
+        assert "egress" in answer.json()["Message"]
+        assert listener.connections == 0
+
+
+@dataclass
+class _Listener:
+    port: int
+    connections: int = 0
+
+
+@contextlib.asynccontextmanager
+async def counting_listener() -> AsyncIterator[_Listener]:
+    """A TCP listener on loopback that counts connections (and answers 405)."""
+    listener = _Listener(0)
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        listener.connections += 1
+        body = b'{"message": "internal-banner-7f3a"}'
+        head = f"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: {len(body)}\r\n\r\n"
+        writer.write(head.encode() + body)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    listener.port = server.sockets[0].getsockname()[1]
+    try:
+        yield listener
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_operator_opened_tenant_endpoint_does_not_reflect_upstream_errors(
+    settings: Settings, temporal_env: object
+) -> None:
+    """Opened by the operator, a tenant's endpoint is called, but what its
+    server answered is not passed through: only the status."""
+    from tests.conftest import worker_stack
+
+    async with counting_listener() as listener:
+        opened = settings.model_copy(
+            update={"tenant_egress_allowed_hosts": [f"127.0.0.1:{listener.port}"]}
+        )
+        async with worker_stack(opened, temporal_env) as stack:  # type: ignore[arg-type]
+            made = await _endpoint_refused(stack, f"http://127.0.0.1:{listener.port}")
+            assert made.status_code == 201, made.text
+            answer = await stack.http.post(
+                f"/v1.0/endpoints/{made.json()['Id']}/process",
+                headers=bearer(stack.tenant.key),
+                json={"Text": "hello there"},
+            )
+        assert listener.connections >= 1
+    assert answer.status_code >= 400 and "internal-banner-7f3a" not in answer.text, answer.text
+    assert "upstream" not in answer.text
 
 
 async def test_process_against_an_unresolvable_host_is_a_quick_upstream_error(
@@ -437,7 +591,7 @@ async def test_access_log_hides_tokens_in_query_strings(start_api: StartApi) -> 
     assert secret not in log
 
 
-def test_database_and_data_dir_are_private(tmp_path: Path) -> None:
+async def test_database_and_data_dir_are_private(tmp_path: Path) -> None:
     data = tmp_path / "fresh"
     env = {
         k: v
@@ -445,7 +599,8 @@ def test_database_and_data_dir_are_private(tmp_path: Path) -> None:
         if not k.startswith("WEFT_") and k not in ("DATABASE_URL", "TEMPORAL_ADDRESS")
     }
     env["WEFT_DATA_DIR"] = str(data)
-    done = subprocess.run(
+    done = await asyncio.to_thread(
+        subprocess.run,
         [sys.executable, "-m", "engine.cli", "migrate"],
         env=env,
         capture_output=True,
@@ -455,3 +610,83 @@ def test_database_and_data_dir_are_private(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert stat.S_IMODE((data / "weft.db").stat().st_mode) == 0o600
     assert stat.S_IMODE(data.stat().st_mode) == 0o700
+
+
+# --- 8. bodies are read only for someone, and only as large as their route allows ------------
+
+
+class _CountedBody:
+    """A streamed request body that counts how much of it the server pulled."""
+
+    def __init__(self, size: int, chunk: int = 1 << 20) -> None:
+        self.size, self.chunk, self.pulled = size, chunk, 0
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        sent = 0
+        while sent < self.size:
+            part = min(self.chunk, self.size - sent)
+            self.pulled += part
+            sent += part
+            yield b"x" * part
+
+
+MULTIPART = {"Content-Type": "multipart/form-data; boundary=weft"}
+
+
+async def test_large_bodies_are_refused_before_they_are_read(
+    http: httpx.AsyncClient, settings: Settings
+) -> None:
+    fifty_mb = 50 * 1024 * 1024
+    # A JSON route has the request limit however its body is labelled.
+    labelled = _CountedBody(fifty_mb)
+    answer = await http.post(
+        "/api/v1/ai/chat",
+        content=labelled,
+        headers={**MULTIPART, "Content-Length": str(fifty_mb)},
+    )
+    assert answer.status_code == 413, answer.text
+    assert answer.json()["error"]["details"]["limit_bytes"] == settings.max_request_bytes
+    assert labelled.pulled <= labelled.chunk
+    # Without a length, the request limit still ends it at the first megabyte or two.
+    streamed = _CountedBody(fifty_mb)
+    answer = await http.post("/api/v1/ai/chat", content=streamed, headers=MULTIPART)
+    assert answer.status_code == 413 and streamed.pulled <= 3 * streamed.chunk
+
+    # The upload route takes up to the upload limit, but not from no one.
+    for headers in ({}, {"X-API-Key": "znt_" + "0" * 40}):
+        upload = _CountedBody(fifty_mb)
+        answer = await http.post(
+            "/api/v1/mcp/upload",
+            content=upload,
+            headers={**MULTIPART, **headers, "Content-Length": str(fifty_mb)},
+        )
+        assert answer.status_code == 401, answer.text
+        assert answer.json()["error"]["code"] in ("UNAUTHORIZED", "INVALID_API_KEY")
+        assert upload.pulled <= upload.chunk  # nothing past what the transport prefetches
+
+
+async def test_an_authenticated_upload_still_gets_the_upload_limit(settings: Settings) -> None:
+    tenant = await make_tenant(settings, "uploads")
+    small = with_admin(settings, max_request_bytes=1024)
+    async with api_client(create_app(small)) as http:
+        answer = await http.post(
+            "/api/v1/mcp/upload",
+            headers={"X-API-Key": tenant.key},
+            files={"file": ("notes.txt", b"owls hunt at night. " * 200, "text/plain")},
+            data={"process": "false"},
+        )
+    assert answer.status_code == 201, answer.text  # 4 KB: over the request limit, an upload
+
+
+# --- 9. what responses tell about the server -----------------------------------------------
+
+
+async def test_responses_carry_a_csp_and_no_server_banner(start_api: StartApi) -> None:
+    api = start_api()
+    async with httpx.AsyncClient(base_url=api.url) as http:
+        health = await http.get("/health")
+        docs = await http.get("/docs")
+    assert "server" not in health.headers
+    assert health.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
+    assert docs.status_code == 200
+    assert "script-src 'self'" in docs.headers["content-security-policy"]

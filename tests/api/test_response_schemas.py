@@ -307,7 +307,7 @@ async def test_health_identity_and_partio_admin_answers(stack: Stack) -> None:
     await api.call("POST", "/v1.0/credentials/enumerate", headers=admin, json={})
     endpoint = await api.call("PUT", "/v1.0/endpoints", 201, headers=admin, json={
         "TenantId": tenant_id, "Model": "nomic-embed-text",
-        "Endpoint": "http://127.0.0.1:9/", "ApiFormat": "Ollama", "ApiKey": "secret",
+        "Endpoint": "http://ollama.weft-test.invalid:9/", "ApiFormat": "Ollama", "ApiKey": "secret",
     })  # fmt: skip
     await api.call("GET", f"/v1.0/endpoints/{endpoint['Id']}", headers=admin)
     await api.call("PUT", f"/v1.0/endpoints/{endpoint['Id']}", headers=admin, json={"Name": "e"})
@@ -440,3 +440,48 @@ async def test_model_chat_and_routing_answers(stack: Stack) -> None:
     await api.call("GET", "/api/ai/models", headers=user)
     await api.call("GET", "/api/models/available", headers=user)
     await api.call("GET", "/api/analytics/costs", headers=user)
+
+
+def test_error_answers_and_streams_are_declared_as_they_are_sent() -> None:
+    """Each operation declares the errors it answers, in the body it sends them with
+    (the envelope; partio's error object on /v1.0), and event streams by event."""
+    from api.envelope import error_body
+    from api.openapi import PARTICULAR
+
+    schemas = Schemas(create_app(Settings()))
+    operations = {
+        f"{method.upper()} {template}": operation
+        for template, by_method in schemas.spec["paths"].items()
+        for method, operation in by_method.items()
+    }
+    assert set(PARTICULAR) <= set(operations)
+    for name, operation in operations.items():
+        declared = set(operation["responses"])
+        assert {"429", "503"} <= declared, name
+        if operation.get("security"):
+            assert {"401", "403"} <= declared, name
+        if "{" in name:
+            assert "404" in declared, name
+        if "requestBody" in operation:
+            assert {"400", "413"} <= declared, name
+        if name.split(" ")[1].startswith("/v1.0"):
+            assert "422" not in declared, name  # partio answers 400
+        elif operation.get("parameters") or "requestBody" in operation:
+            assert "422" in declared, name
+        assert "HTTPValidationError" not in str(operation), name
+        for response in operation["responses"].values():
+            stream = response.get("content", {}).get("text/event-stream")
+            assert stream is None or stream["schema"]["$ref"].endswith("/ServerSentEvent")
+
+    def sent(path: str, status: int, code: str) -> Any:
+        return error_body(
+            path=path, status_code=status, code=code, message="m", details={"a": 1},
+            request_id="req_1",
+        )  # fmt: skip
+
+    agent = ("GET", "/api/v1/agents/{agent_id}")
+    assert schemas.errors(*agent, 404, sent("/api/v1/agents/x", 404, "AGENT_NOT_FOUND")) == []
+    assert schemas.errors(*agent, 401, sent("/api/v1/agents/x", 401, "UNAUTHORIZED")) == []
+    partio = ("GET", "/v1.0/users/{object_id}")
+    assert schemas.errors(*partio, 404, sent("/v1.0/users/x", 404, "NOT_FOUND")) == []
+    assert schemas.errors(*partio, 404, sent("/api/v1/agents/x", 404, "NOT_FOUND"))  # not partio's

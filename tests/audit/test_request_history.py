@@ -383,3 +383,22 @@ async def test_redact() -> None:
     cut = b'{"name": "x", "secret": "abcdefgh'
     assert redact(cut, "application/json") == '{"name": "x", "secret": "[REDACTED]"'
     assert redact(b"", "application/json") == ""
+
+
+async def test_redact_is_linear_in_the_body_length() -> None:
+    """Text that defeats both patterns (a run without ``=``, escaped quotes with no
+    closing one) is scrubbed in one pass: quadratic searches took most of a minute
+    for a 64 KiB body, holding the GIL (the API stood still). No absolute bound: 64
+    times the text costs 64 times the time when linear and 4096 times when
+    quadratic; the line is drawn at 1024, far from both, so load does not decide it."""
+    for unit in (b"a", b'"\\', b'"a": "\\'):
+
+        def seconds(size: int, unit: bytes = unit) -> float:
+            body = unit * (size // len(unit))
+            began = time.perf_counter()
+            for _ in range(3):
+                redact(body, "text/plain", cap=size)
+            return time.perf_counter() - began
+
+        small, large = seconds(1024), seconds(65536)
+        assert large < 1024 * max(small, 1e-4), (unit, small, large)

@@ -259,3 +259,71 @@ async def test_repeated_failed_logins_lock_the_account_not_others(settings: Sett
     assert locked.json()["error"]["code"] == "RATE_LIMIT_EXCEEDED"
     assert locked.json()["error"]["details"]["retry_after"] > 0
     assert other.status_code == 200
+
+
+async def test_principals_are_cached_briefly_and_forgotten_on_any_identity_change(
+    tmp_path, database_url: str, temporal_address: str
+) -> None:
+    """A key is looked up once per cache lifetime; a change made through this
+    process (revoking, deactivating) takes effect at once, and one the process
+    did not see (another node's, here raw SQL) once the cache lapses."""
+    import asyncio
+
+    from sqlalchemy import event, text
+
+    from api.app import create_app
+    from engine.db import migrate
+    from engine.db.connection import create_engine, create_sessionmaker, transaction
+    from tests.conftest import api_client, make_settings
+
+    settings = make_settings(
+        tmp_path,
+        database_url=database_url,
+        temporal_address=temporal_address,
+        principal_cache_seconds=1.0,
+    )
+    await asyncio.to_thread(migrate.upgrade, settings)
+    tenant = await make_tenant(settings, "cached")
+    app = create_app(settings)
+    async with api_client(app) as client:
+        key_lookups = 0
+
+        def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+            nonlocal key_lookups
+            key_lookups += "FROM api_keys" in statement
+
+        engine = app.state.resources.engine.sync_engine
+        event.listen(engine, "before_cursor_execute", count)
+        headers = {"X-API-Key": tenant.key}
+        assert (await client.get("/api/v1/users/me", headers=headers)).status_code == 200
+        first = key_lookups
+        for _ in range(4):
+            assert (await client.get("/api/v1/users/me", headers=headers)).status_code == 200
+        assert first >= 1 and key_lookups == first  # the next four looked nothing up
+
+        # Another node revokes the key behind this process's back: the cached
+        # principal serves until it lapses, then the key is refused.
+        other = create_engine(settings)
+        try:
+            async with transaction(create_sessionmaker(other)) as session:
+                await session.execute(
+                    text("UPDATE users SET active = :no WHERE tenant_id = :t"),
+                    {"no": False, "t": tenant.tenant_id},
+                )
+        finally:
+            await other.dispose()
+        deadline = time.monotonic() + 10
+        while (await client.get("/api/v1/users/me", headers=headers)).status_code == 200:
+            assert time.monotonic() < deadline, "a deactivated user still served after the cache"
+            await asyncio.sleep(0.2)
+        refused = await client.get("/api/v1/users/me", headers=headers)
+        assert refused.json()["error"]["code"] == "ACCOUNT_DISABLED"
+
+        # A second key, revoked through the API of this process: refused at once.
+        second = await make_tenant(settings, "revoked-here")
+        own = {"X-API-Key": second.key}
+        assert (await client.get("/api/v1/users/me", headers=own)).status_code == 200
+        listed = await client.get("/api/v1/api-keys", headers=own)
+        (key_id,) = [k["id"] for k in listed.json()["data"]["api_keys"]]
+        assert (await client.delete(f"/api/v1/api-keys/{key_id}", headers=own)).status_code == 204
+        assert (await client.get("/api/v1/users/me", headers=own)).status_code == 401

@@ -118,7 +118,7 @@ async def test_users_credentials_endpoints(partio: httpx.AsyncClient, settings: 
         json={
             "TenantId": tenant.tenant_id,
             "Model": "all-minilm",
-            "Endpoint": "http://127.0.0.1:11434",
+            "Endpoint": "http://ollama.weft-test.invalid:11434",
             "ApiFormat": "Ollama",
             "ApiKey": "sk-very-secret",
         },

@@ -14,7 +14,7 @@ from engine.ai.providers.local import LocalEmbeddings
 from engine.ai.providers.local_chat import LocalProvider
 from engine.ai.providers.ollama import OllamaProvider
 from engine.ai.providers.openai import OpenAIProvider
-from engine.platform.egress import parse_url
+from engine.platform.egress import parse_base_url
 from engine.platform.errors import InvalidInput
 from engine.platform.settings import Settings
 
@@ -30,8 +30,10 @@ def provider_client(
     *,
     http: httpx.AsyncClient,
     settings: Settings,
+    tenant: bool = False,
 ) -> Provider:
-    """A chat/embedding client for one configured provider."""
+    """A chat/embedding client for one configured provider (``tenant``: its URL
+    is a tenant's, under the tenant egress rules)."""
     kind = kind.strip().lower()
     if kind == "local":
         return LocalProvider()
@@ -42,10 +44,10 @@ def provider_client(
         )
     if not base_url:
         raise InvalidInput(f"Provider {name!r} needs a base_url", details={"field": "base_url"})
-    parse_url(base_url)
+    parse_base_url(base_url)
     if kind == "ollama":
-        return OllamaProvider(name, base_url, api_key, http=http, settings=settings)
-    return OpenAIProvider(name, base_url, api_key, http=http, settings=settings)
+        return OllamaProvider(name, base_url, api_key, http=http, settings=settings, tenant=tenant)
+    return OpenAIProvider(name, base_url, api_key, http=http, settings=settings, tenant=tenant)
 
 
 def embedding_provider(
@@ -56,7 +58,8 @@ def embedding_provider(
     http: httpx.AsyncClient,
     settings: Settings,
 ) -> EmbeddingProvider:
-    """The embedding client for a partio endpoint (``"Ollama"``, ``"OpenAI"``, ``"Local"``).
+    """The embedding client for a partio endpoint (``"Ollama"``, ``"OpenAI"``, ``"Local"``):
+    a tenant's URL, so the tenant egress rules apply.
 
     Args:
         api_format: The endpoint's ApiFormat, case-insensitive.
@@ -72,5 +75,4 @@ def embedding_provider(
     kind = api_format.strip().lower()
     if kind == "local":
         return LocalEmbeddings()
-    provider = provider_client(kind, kind, base_url, api_key, http=http, settings=settings)
-    return provider
+    return provider_client(kind, kind, base_url, api_key, http=http, settings=settings, tenant=True)

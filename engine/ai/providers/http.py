@@ -20,7 +20,12 @@ from engine.ai.providers.base import (
     ProviderRateLimited,
     ProviderUnavailable,
 )
-from engine.platform.egress import GuardedResponse, guarded_request, guarded_stream
+from engine.platform.egress import (
+    GuardedResponse,
+    guarded_request,
+    guarded_stream,
+    parse_base_url,
+)
 from engine.platform.settings import Settings
 
 
@@ -50,12 +55,23 @@ def _upstream_message(body: bytes) -> str:
 
 
 def raise_for_status(
-    provider: str, status: int, headers: httpx.Headers, body: bytes, *, model: str | None
+    provider: str,
+    status: int,
+    headers: httpx.Headers,
+    body: bytes,
+    *,
+    model: str | None,
+    reflect: bool = True,
 ) -> None:
-    """Map an upstream error status to the provider errors (no-op below 300)."""
+    """Map an upstream error status to the provider errors (no-op below 300).
+
+    ``reflect``: put the upstream's own error text in the details (operator
+    providers); a tenant's endpoint gets only the status, so a client cannot
+    read what some server answered through us.
+    """
     if status < 300:
         return
-    detail = _upstream_message(body)
+    detail = _upstream_message(body) if reflect else None
     if status == 429:
         raise ProviderRateLimited(
             f"{provider} is rate limiting requests", retry_after=_retry_after(headers)
@@ -63,7 +79,9 @@ def raise_for_status(
     if status == 404 and model is not None:
         raise ModelNotAvailable(
             f"Model {model!r} is not available on {provider}",
-            details={"model": model, "provider": provider, "upstream": detail},
+            details={"model": model, "provider": provider, "upstream": detail}
+            if reflect
+            else {"model": model, "provider": provider},
         )
     if 300 <= status < 400:
         error = ProviderError(f"{provider} answered a redirect, which is not followed")
@@ -71,7 +89,9 @@ def raise_for_status(
         raise error
     error = ProviderError(
         f"{provider} answered HTTP {status}",
-        details={"provider": provider, "status": status, "upstream": detail},
+        details={"provider": provider, "status": status, "upstream": detail}
+        if reflect
+        else {"provider": provider, "status": status},
     )
     error.retryable = status >= 500 or status == 408
     raise error
@@ -104,13 +124,21 @@ async def transport_errors(provider: str) -> AsyncIterator[None]:
 
 @dataclass
 class HttpEndpoint:
-    """A provider's base URL, credentials and the shared client."""
+    """A provider's base URL, credentials and the shared client.
+
+    ``tenant``: the URL is a tenant's (a partio embedding endpoint), so it
+    follows the tenant egress rules and upstream error texts are not passed on.
+    """
 
     provider: str
     base_url: str
     http: httpx.AsyncClient
     settings: Settings
     headers: Mapping[str, str]
+    tenant: bool = False
+
+    def __post_init__(self) -> None:
+        parse_base_url(self.base_url)
 
     def url(self, path: str) -> str:
         return f"{self.base_url.rstrip('/')}/{path.lstrip('/')}"
@@ -134,9 +162,15 @@ class HttpEndpoint:
                 headers=self.headers,
                 json=json_body,
                 timeout_seconds=timeout_seconds,
+                tenant=self.tenant,
             )
         raise_for_status(
-            self.provider, response.status_code, response.headers, response.content, model=model
+            self.provider,
+            response.status_code,
+            response.headers,
+            response.content,
+            model=model,
+            reflect=not self.tenant,
         )
         return parse_json(self.provider, response.content) if response.content else {}
 
@@ -154,11 +188,17 @@ class HttpEndpoint:
                 settings=self.settings,
                 headers=self.headers,
                 json=json_body,
+                tenant=self.tenant,
             ) as response,
         ):
             if response.status_code >= 300:
                 body = await response.aread()
                 raise_for_status(
-                    self.provider, response.status_code, response.headers, body, model=model
+                    self.provider,
+                    response.status_code,
+                    response.headers,
+                    body,
+                    model=model,
+                    reflect=not self.tenant,
                 )
             yield response

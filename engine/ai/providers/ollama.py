@@ -64,11 +64,12 @@ class OllamaProvider:
         *,
         http: httpx.AsyncClient,
         settings: Settings,
+        tenant: bool = False,
     ) -> None:
         self.name = name
         base = base_url.rstrip("/").removesuffix("/api")
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._api = HttpEndpoint(name, base, http, settings, headers)
+        self._api = HttpEndpoint(name, base, http, settings, headers, tenant=tenant)
 
     def _chat_body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
         options: dict[str, Any] = {"temperature": request.temperature}

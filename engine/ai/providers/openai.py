@@ -45,13 +45,14 @@ class OpenAIProvider:
         *,
         http: httpx.AsyncClient,
         settings: Settings,
+        tenant: bool = False,
     ) -> None:
         self.name = name
         base = base_url.rstrip("/")
         if not base.endswith("/v1"):
             base += "/v1"
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._api = HttpEndpoint(name, base, http, settings, headers)
+        self._api = HttpEndpoint(name, base, http, settings, headers, tenant=tenant)
 
     def _chat_body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
         body: dict[str, Any] = {
