@@ -40,7 +40,9 @@ from engine.vectors import VectorIndex, vector_index
 from workers.activities.a2a import A2AActivities
 from workers.activities.cells import CellActivities
 from workers.activities.documents import DocumentActivities
+from workers.activities.errors import WaitOutDatabaseOutages
 from workers.activities.events import EventActivities
+from workers.activities.heartbeats import HEARTBEAT_SECONDS
 from workers.activities.history import HistoryActivities
 from workers.activities.mcp import McpActivities
 from workers.activities.models import ModelActivities
@@ -147,6 +149,7 @@ class WorkerResources:
         )
 
     async def close(self) -> None:
+        await self.models.close()  # rows its model calls queued reach the ledger
         if self.redis is not None:
             await self.redis.aclose()
         await self.http.aclose()
@@ -235,6 +238,8 @@ def build_workers(
     activities = activities_by_queue(identity, resources)
     if resources is not None:  # events this worker's activities commit wake the dispatcher
         doorbell.install(resources.sessions, Doorbell(client, resources.settings))
+    # A database restart is waited out inside an attempt, not paid for with one.
+    interceptors = [WaitOutDatabaseOutages(resources.engine)] if resources is not None else []
     workers = []
     for queue in queues:
         workers.append(
@@ -246,7 +251,12 @@ def build_workers(
                 activities=activities.get(queue, []),
                 max_concurrent_activities=CONCURRENCY.get(queue, 20),
                 workflow_runner=WORKFLOW_RUNNER,
+                interceptors=interceptors,
                 graceful_shutdown_timeout=timedelta(seconds=5),
+                # Beats reach the server every few seconds, not every 0.8 of the
+                # heartbeat timeout: a busy machine keeps slack before a live
+                # attempt is taken for dead and run (a webhook sent) again.
+                max_heartbeat_throttle_interval=timedelta(seconds=HEARTBEAT_SECONDS * 1.5),
             )
         )
     return workers
@@ -267,6 +277,7 @@ async def run_workers(settings: Settings, queues: Sequence[TaskQueue], stop: asy
     client = await temporal.connect(settings, runtime=telemetry.worker_runtime(settings))
     resources = WorkerResources.open(settings)
     if TaskQueue.ML in queues or TaskQueue.CPU in queues:  # they embed or count tokens
+        local.configure_batching(settings.embedding_batch_size, settings.embedding_batch_wait_ms)
         asyncio.get_running_loop().run_in_executor(None, local.warm_up)
     async with AsyncExitStack() as stack:
         stack.push_async_callback(resources.close)

@@ -33,7 +33,7 @@ from engine.platform.settings import Settings
 
 STOP_GRACE_SECONDS = 8.0
 TEMPORAL_START_SECONDS = 60.0
-API_START_SECONDS = 60.0
+API_START_SECONDS = 180  # a busy 2-core machine took over 60 s to import and migrate
 _PR_SET_PDEATHSIG = 1
 FIRST_ADMIN_FILE = "first-admin.txt"
 

@@ -50,6 +50,13 @@ def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
     return DevStack(settings).run()
 
 
+# An idle client connection stays open longer than clients keep theirs (httpx
+# and the SDK: 5 s; load balancers: 60 s). At uvicorn's default of 5 s, a
+# client reusing a connection the API was closing at that moment got a
+# ReadError, and its request never arrived (found by bench/soak.py).
+API_KEEP_ALIVE_SECONDS = 75
+
+
 def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -61,14 +68,19 @@ def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
     port = args.port or settings.api_port
     require_free(host, port, "WEFT_API_PORT")
     _logging(settings)
+    workers = args.workers or settings.api_workers
     config = uvicorn.Config(
-        create_app,
+        # Several workers: each process builds its own app from the same settings.
+        "api.app:create_app" if workers > 1 else create_app,
         factory=True,
+        workers=workers,
         host=host,
         port=port,
         log_level=settings.log_level.lower(),
         log_config=None,  # uvicorn's lines go through _logging's handler
         timeout_graceful_shutdown=5,
+        timeout_keep_alive=API_KEEP_ALIVE_SECONDS,
+        server_header=False,  # no `server: uvicorn` telling what to attack
         # Forwarded headers only from the proxies named in WEFT_TRUSTED_PROXIES:
         # uvicorn's default believes any client connecting from loopback.
         proxy_headers=bool(settings.trusted_proxies),
@@ -76,7 +88,12 @@ def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
     )
     # On the logger itself, whatever handler writes it: no secrets in the access log.
     logging.getLogger("uvicorn.access").addFilter(RedactAccessLog())
-    uvicorn.Server(config).run()
+    if workers > 1:
+        from uvicorn.supervisors import Multiprocess
+
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
+    else:
+        uvicorn.Server(config).run()
     return 0
 
 
@@ -250,6 +267,11 @@ def build_parser() -> argparse.ArgumentParser:
     api = sub.add_parser("api", help="run the HTTP API")
     api.add_argument("--host")
     api.add_argument("--port", type=int)
+    api.add_argument(
+        "--workers",
+        type=int,
+        help="API worker processes sharing the port (default WEFT_API_WORKERS, 1)",
+    )
     api.set_defaults(handler=cmd_api)
 
     worker = sub.add_parser("worker", help="run a worker for some task queues")

@@ -115,6 +115,9 @@ class ApiKey(Base):
     expires_at: Mapped[datetime | None] = mapped_column()
     last_used_at: Mapped[datetime | None] = mapped_column()
     revoked_at: Mapped[datetime | None] = mapped_column()
+    # the key that created this one (None for keys made by a signed-in user):
+    # revoking a key revokes every key it created, and theirs
+    parent_key_id: Mapped[str | None] = mapped_column(String(40), index=True)
 
 
 class AuthSession(Base):

@@ -54,6 +54,12 @@ async def connect(
     )
 
 
+def temporal_unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` is a lazy client's first connection failing (the SDK raises
+    a bare RuntimeError for it, not an RPCError): the server is not there now."""
+    return isinstance(exc, RuntimeError) and str(exc).startswith("Failed client connect")
+
+
 def ui_link(settings: Settings, workflow_id: str | None) -> str | None:
     """Where a run is shown in the Temporal Web UI (None without a UI base or run)."""
     base = settings.resolved_temporal_ui_url

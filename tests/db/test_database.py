@@ -6,11 +6,13 @@ import asyncio
 
 import pytest
 from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 from sqlalchemy import func, inspect, select
 
 from engine.db import migrate
 from engine.db.connection import create_engine, create_sessionmaker, transaction
-from engine.db.tables import ApiKey, Tenant, User
+from engine.db.tables import ApiKey, Base, Tenant, User
 from engine.identity import accounts
 from engine.identity.hashing import hash_api_key, verify_password
 from engine.platform.errors import Conflict, InvalidInput
@@ -35,16 +37,18 @@ async def test_migrations_create_tenant_scoped_tables_and_rerun_cleanly(
     engine = create_engine(settings)
     try:
         async with engine.connect() as connection:
-            tables, columns = await connection.run_sync(
+            tables, columns, drift = await connection.run_sync(
                 lambda sync: (
                     set(inspect(sync).get_table_names()),
                     {c["name"] for c in inspect(sync).get_columns("api_keys")},
+                    compare_metadata(MigrationContext.configure(sync), Base.metadata),
                 )
             )
     finally:
         await engine.dispose()
     assert {"tenants", "users", "api_keys", "alembic_version"} <= tables
     assert "tenant_id" in columns
+    assert drift == [], "the migrations and engine/db/tables.py disagree"
     config = migrate.alembic_config(settings)
     await asyncio.to_thread(command.downgrade, config, "base")
     await asyncio.to_thread(command.upgrade, config, "head")

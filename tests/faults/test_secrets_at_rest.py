@@ -118,7 +118,11 @@ async def test_no_secret_is_kept_in_the_clear(tmp_path: Path, database_url: str)
     provider = FakeProvider("openai", models=models, api_key=PROVIDER_KEY, lists_trouble=False)
     async with serve(provider) as fake, counting_receiver() as receiver:
         env = dev_environment(
-            WEFT_TENANT_EGRESS_ALLOWED_HOSTS=f"127.0.0.1:{receiver.port}",
+            # the webhook receiver and the partio embedding endpoint are the
+            # tenant's URLs, both on loopback
+            WEFT_TENANT_EGRESS_ALLOWED_HOSTS=(
+                f"127.0.0.1:{receiver.port},{fake.url.removeprefix('http://')}"
+            ),
             WEFT_EVENT_POLL_SECONDS="1",
             DATABASE_URL=database_url,
         )

@@ -148,3 +148,22 @@ async def test_temporal_killed_mid_run_api_says_503_and_runs_finish(tmp_path: Pa
     # Each execution's call under its own key; one cut off by the outage may be
     # delivered again, with the same key.
     assert set(receiver.call_keys) == {f"{e}:call" for e in executions}, receiver.call_keys
+
+
+async def test_an_api_that_never_reached_temporal_answers_503_and_keeps_the_upload(
+    settings: Settings,
+) -> None:
+    """The API starts without Temporal (its client connects on first use): a
+    start is 503 SERVICE_UNAVAILABLE, not a 500, and the uploaded file is kept
+    for a retry with the same Idempotency-Key."""
+    away = settings.model_copy(update={"temporal_address": f"127.0.0.1:{free_port()}"})
+    tenant = await make_tenant(away, "no-temporal")
+    headers = {"X-API-Key": tenant.key, "Idempotency-Key": "upload-1"}
+    files = {"file": ("notes.txt", b"Copper kettles sell well in winter.", "text/plain")}
+    async with api_client(create_app(away)) as http:
+        answer = await http.post("/api/v1/mcp/upload", headers=headers, files=files)
+        assert answer.status_code == 503, answer.text
+        assert answer.json()["error"]["code"] == "SERVICE_UNAVAILABLE"
+        listed = (await http.get("/api/v1/mcp/files", headers=headers)).json()["data"]["files"]
+        kept = [(item["filename"], item["status"]) for item in listed]
+        assert kept == [("notes.txt", "uploaded")]
