@@ -13,7 +13,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StringConstraints,
+)
 from sqlalchemy import func, select
 
 from engine.db.scope import TenantScope
@@ -42,8 +50,8 @@ class ModelPreferences(BaseModel):
     fallback_model: ModelName | None = Field(
         default=None, validation_alias=AliasChoices("fallback_model", "fallback")
     )
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
+    temperature: StrictFloat | None = Field(default=None, ge=0, le=2)
+    max_tokens: StrictInt | None = Field(default=None, ge=1, le=1_000_000)
 
 
 class AgentConfig(BaseModel):
@@ -53,10 +61,10 @@ class AgentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model_preferences: ModelPreferences = Field(default_factory=ModelPreferences)
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
+    temperature: StrictFloat | None = Field(default=None, ge=0, le=2)
+    max_tokens: StrictInt | None = Field(default=None, ge=1, le=1_000_000)
     tools: list[Label] = Field(default_factory=list, max_length=100)
-    memory_size: int | None = Field(default=None, ge=0, le=10_000_000)
+    memory_size: StrictInt | None = Field(default=None, ge=0, le=10_000_000)
 
     def stored(self) -> dict[str, Any]:
         """The engine's shape, as ``engine.pipelines.executions.snapshot`` reads it."""

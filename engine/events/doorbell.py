@@ -3,7 +3,8 @@
 ``outbox.emit`` marks the session; when that session's transaction commits,
 the doorbell installed on its session factory sends one ``wake`` signal (with
 start, so the dispatcher runs from the first event on). Rings within a few
-milliseconds share one signal, so a burst of commits costs one round trip. A
+milliseconds share one signal, and under load a process rings at most every
+``event_wake_interval_seconds``, so a burst of commits costs one round trip. A
 lost ring (a crash right after the commit) only delays the events until the
 dispatcher's next look.
 """
@@ -29,6 +30,7 @@ from workflows.event_payloads import DispatchInput
 log = logging.getLogger("weft.events")
 DOORBELL = "weft_doorbell"
 COALESCE_SECONDS = 0.02
+RETRY_AFTER_FAILURE_SECONDS = 2.0
 
 
 class Doorbell:
@@ -37,6 +39,7 @@ class Doorbell:
         self.settings = settings
         self._rung = False
         self._sender: asyncio.Task[None] | None = None
+        self._quiet_until = 0.0  # loop time before which no new signal is sent
 
     def ring(self) -> None:
         """Ask for a wake signal soon (safe to call from any code on the loop).
@@ -52,13 +55,28 @@ class Doorbell:
             return
 
     async def _send(self) -> None:
+        loop = asyncio.get_running_loop()
         while self._rung:
-            await asyncio.sleep(COALESCE_SECONDS)
+            await asyncio.sleep(max(COALESCE_SECONDS, self._quiet_until - loop.time()))
             self._rung = False
+            self._quiet_until = loop.time() + self.settings.event_wake_interval_seconds
             try:
-                await self.start()
-            except Exception as exc:  # the dispatcher's own poll still finds the events
-                log.warning("could not wake the event dispatcher: %s", exc)
+                woke = await self._wake()
+            except asyncio.CancelledError:
+                self._rung = True  # close() sends it
+                raise
+            if not woke:
+                # Temporal is away: rings meanwhile wait here instead of each
+                # trying a connection (the dispatcher's poll is the safety net).
+                await asyncio.sleep(RETRY_AFTER_FAILURE_SECONDS)
+
+    async def _wake(self) -> bool:
+        try:
+            await self.start()
+        except Exception as exc:  # the dispatcher's own poll still finds the events
+            log.warning("could not wake the event dispatcher: %s", exc)
+            return False
+        return True
 
     async def start(self) -> None:
         """Start the dispatcher if it is not running, and wake it."""
@@ -79,9 +97,16 @@ class Doorbell:
         )
 
     async def close(self) -> None:
-        if self._sender is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sender
+        """Send a pending ring now, without waiting out the interval."""
+        sender, self._sender = self._sender, None
+        if sender is None or sender.done():
+            return
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sender
+        if self._rung:
+            self._rung = False
+            await self._wake()
 
 
 def install(sessions: async_sessionmaker[AsyncSession], doorbell: Doorbell) -> None:

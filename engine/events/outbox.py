@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.db.dedupe import record_once
@@ -19,6 +20,16 @@ from engine.platform.ids import new_id
 
 # Set on a session that added an event: its commit rings the doorbell.
 PENDING = "weft_events_pending"
+
+
+async def emit_many(session: AsyncSession, events: list[dict[str, Any]]) -> None:
+    """Add events without dedupe keys in one statement: each a dict of
+    ``tenant_id``, ``type`` (an EventType), ``data`` and ``subject``."""
+    if not events:
+        return
+    rows = [{**event, "type": EventType(event["type"]).value} for event in events]
+    await session.execute(insert(Event), rows)
+    session.info[PENDING] = True
 
 
 async def emit(

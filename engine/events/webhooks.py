@@ -28,7 +28,12 @@ from engine.platform.egress import EgressDenied, resolve_target
 from engine.platform.errors import InvalidInput, NotFound
 from engine.platform.settings import Settings
 
-EventName = Annotated[str, StringConstraints(min_length=1, max_length=60)]
+# Any string is read, but only these are accepted (``_check_events``); the schema says so.
+EventName = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=60),
+    Field(json_schema_extra={"enum": sorted({ALL, *SUBSCRIBABLE})}),
+]
 Secret = Annotated[str, StringConstraints(min_length=8, max_length=500)]
 WebhookStatus = Literal["active", "disabled"]
 MAX_PAGE_SIZE = 100

@@ -78,6 +78,7 @@ class Settings(BaseSettings):
     # --- HTTP API ------------------------------------------------------------
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
+    api_workers: int = Field(default=1, ge=1, le=64)  # `weft api` processes on the port
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_request_bytes: int = Field(default=1_048_576, gt=0)
     max_upload_bytes: int = Field(default=104_857_600, gt=0)
@@ -108,6 +109,9 @@ class Settings(BaseSettings):
     access_token_ttl_seconds: int = Field(default=900, gt=0)
     refresh_token_ttl_seconds: int = Field(default=7 * 24 * 3600, gt=0)
     allow_registration: bool = True
+    # How long a resolved API key or token is trusted without a database look
+    # (0: never). A change on this process takes effect at once regardless.
+    principal_cache_seconds: float = Field(default=5.0, ge=0, le=300)
     # Partio-style global admin keys (``Authorization: Bearer <key>``); comma-separated.
     admin_api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, repr=False)
 
@@ -127,6 +131,10 @@ class Settings(BaseSettings):
     providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
     default_chat_model: str | None = None
     default_embedding_model: str = "all-MiniLM-L6-v2"
+    # The local model embeds concurrent requests (several documents at once) in
+    # shared passes of up to this many texts, gathered for at most this long.
+    embedding_batch_size: int = Field(default=128, ge=1, le=1024)
+    embedding_batch_wait_ms: float = Field(default=5.0, ge=0, le=1000)
     # RAG passages scoring below this (cosine similarity) are not relevant enough
     # to answer from; a query may ask for its own ``min_score``.
     rag_min_score: float = Field(default=0.2, ge=-1, le=1)
@@ -154,6 +162,9 @@ class Settings(BaseSettings):
     # "qdrant": a Qdrant server at WEFT_QDRANT_URL (or embedded under the data dir).
     vector_index: Literal["database", "qdrant"] = "database"
     qdrant_url: str | None = None
+    # "database" index: from this many vectors of one (tenant, model), an HNSW
+    # graph (usearch) answers searches instead of the exact scan.
+    vector_ann_threshold: int = Field(default=50_000, ge=0)
 
     # --- egress guard (every outbound URL a user or admin configures) ------------
     egress_allow_loopback: bool = True
@@ -192,6 +203,9 @@ class Settings(BaseSettings):
     # from the database this often.
     event_poll_seconds: float = Field(default=5.0, gt=0)
     event_stream_poll_seconds: float = Field(default=0.25, gt=0)
+    # A process wakes the dispatcher at most this often: rings meanwhile share the
+    # next signal (each wake is a Temporal signal and a dispatch round).
+    event_wake_interval_seconds: float = Field(default=0.25, ge=0)
     # Inbound callbacks: how long a callback URL stays valid. (A signed request's
     # timestamp may be at most five minutes off, the Standard Webhooks tolerance.)
     callback_ttl_seconds: int = Field(default=7 * 24 * 3600, gt=0)

@@ -99,6 +99,16 @@ async def rows(stack: Stack, model: Any, **where: Any) -> list[Any]:
         await engine.dispose()
 
 
+async def row_in_state(stack: Stack, task_id: str, state: str, seconds: float = 15) -> Any:
+    """The task's index row once it reads ``state`` (or as it is after ``seconds``)."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        (row,) = await rows(stack, A2ATask, id=task_id)
+        if row.state == state or asyncio.get_running_loop().time() > deadline:
+            return row
+        await asyncio.sleep(0.2)
+
+
 def v03_card(card: AgentCard) -> AgentCard:
     only = AgentCard()
     only.CopyFrom(card)
@@ -166,8 +176,9 @@ async def test_a_task_is_answered_by_the_agent_and_polled_to_completion(stack: S
     assert [m.role for m in done.history] == [Role.ROLE_USER, Role.ROLE_AGENT]
     chat = [r.body for r in stack.fake.requests if r.path == "/api/chat"][-1]
     assert chat["messages"][0] == {"role": "system", "content": "You repeat the question."}
-    # The index row keeps the outcome; every change was announced.
-    (row,) = await rows(stack, A2ATask, id=task.id)
+    # The index row keeps the outcome (written by the activity that follows the
+    # change, so a moment after the workflow shows it); every change was announced.
+    row = await row_in_state(stack, task.id, "completed")
     assert (row.state, row.target_kind, row.target_id) == (
         "completed",
         "agent",

@@ -66,6 +66,10 @@ async def chunk_counts(settings: Settings, file_id: str) -> tuple[int, int, int]
 async def test_worker_killed_during_embedding_resumes_without_duplicates(
     settings: Settings, tmp_path: Path
 ) -> None:
+    if "postgresql" in settings.database_url:
+        # PostgreSQL's side (no duplicated chunks or vectors after a restart mid-run)
+        # is tests/faults/test_outages.py's; the killed worker is the same on both.
+        pytest.skip("a killed worker is the same on both databases: SQLite covers it")
     isolated = settings.model_copy(
         update={"task_queue_prefix": f"k{uuid.uuid4().hex[:8]}-", "rate_limits_enabled": False}
     )

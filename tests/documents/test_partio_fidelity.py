@@ -69,7 +69,18 @@ async def test_user_create_answers_200_with_the_user(stack: DocStack) -> None:
     assert user["Password"] is None and user["TenantId"] == stack.tenant.tenant_id
 
 
-async def test_refused_endpoint_answers_an_upstream_error_at_once(stack: DocStack) -> None:
+async def test_refused_endpoint_answers_an_upstream_error_at_once(
+    settings: Settings, temporal_env: WorkflowEnvironment
+) -> None:
+    port = free_port()  # nobody listens there; the operator opened it to tenants
+    opened = settings.model_copy(
+        update={"admin_api_keys": [ADMIN_KEY], "tenant_egress_allowed_hosts": [f"127.0.0.1:{port}"]}
+    )
+    async with worker_stack(opened, temporal_env) as stack:
+        await _refused_endpoint(stack, port)
+
+
+async def _refused_endpoint(stack: DocStack, port: int) -> None:
     http, tenant = stack.http, stack.tenant
     admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
     endpoint = await http.put(
@@ -78,7 +89,7 @@ async def test_refused_endpoint_answers_an_upstream_error_at_once(stack: DocStac
         json={
             "TenantId": tenant.tenant_id,
             "Model": "all-minilm",
-            "Endpoint": f"http://127.0.0.1:{free_port()}",  # nobody listens there
+            "Endpoint": f"http://127.0.0.1:{port}",
             "ApiFormat": "Ollama",
         },
     )

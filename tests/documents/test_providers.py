@@ -3,6 +3,8 @@ written by a chat model, and /ai/embeddings on a provider's model (loopback fake
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import pytest
 from sqlalchemy import func, select
 
@@ -10,7 +12,7 @@ from api.app import create_app
 from engine.db.connection import create_engine, create_sessionmaker
 from engine.db.tables import ChunkVector
 from engine.platform.settings import Settings
-from tests.conftest import DocStack, api_client
+from tests.conftest import DocStack, api_client, worker_stack
 from tests.documents_support import upload, wait_run
 from tests.fake_providers import FakeProvider
 
@@ -33,6 +35,19 @@ async def vectors_by_model(settings: Settings, file_id: str) -> dict[str, int]:
 
 
 async def test_reembedding_with_an_ollama_endpoint_skips_extraction(
+    settings: Settings,
+    fake_ollama: FakeProvider,
+    temporal_env,  # type: ignore[no-untyped-def]
+) -> None:
+    # A tenant's endpoint on loopback is called only when the operator opened it.
+    opened = settings.model_copy(
+        update={"tenant_egress_allowed_hosts": [urlsplit(fake_ollama.url).netloc]}
+    )
+    async with worker_stack(opened, temporal_env) as doc_stack:
+        await _reembed_with_ollama(doc_stack, fake_ollama, temporal_env)
+
+
+async def _reembed_with_ollama(
     doc_stack: DocStack,
     fake_ollama: FakeProvider,
     temporal_env,  # type: ignore[no-untyped-def]

@@ -169,7 +169,7 @@ async def test_websocket_clients_of_two_tenants_see_only_their_own_events(
             # A's first event comes from the real upload path (the API commits
             # file.uploaded with the file row). Processing stays off: loading the
             # embedding model would dominate this test's time.
-            async with httpx.AsyncClient(base_url=stack.urls[0]) as http:
+            async with httpx.AsyncClient(base_url=stack.urls[0], timeout=30) as http:
                 uploaded = await http.post(
                     "/api/v1/mcp/upload",
                     headers={"X-API-Key": stack.a.key},
@@ -440,7 +440,7 @@ async def test_polling_lists_the_tenants_sequenced_events(
             ),
         ]  # fmt: skip
         a_headers = {"X-API-Key": stack.a.key}
-        async with httpx.AsyncClient(base_url=stack.urls[0]) as http:
+        async with httpx.AsyncClient(base_url=stack.urls[0], timeout=30) as http:
             deadline = time.monotonic() + WAIT
             while True:
                 body = (await http.get("/api/v1/events", headers=a_headers)).json()

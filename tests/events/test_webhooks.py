@@ -187,17 +187,22 @@ async def test_urls_that_reach_inside_are_refused_without_a_connection(
 async def test_a_thousand_events_arrive_once_each_and_verified(
     settings: Settings, temporal_env: WorkflowEnvironment
 ) -> None:
+    # The receiver shares this busy process: an answer later than the timeout
+    # would be an attempt timed out and sent again (at-least-once, as webhooks
+    # are), which is not what this test is about.
     async with (
         webhook_receiver() as receiver,
-        event_stack(settings, temporal_env, receiver) as stack,
+        event_stack(settings, temporal_env, receiver, webhook_timeout_seconds=60.0) as stack,
     ):
-        await register(stack, receiver, ["ai.response"])
+        hook = await register(stack, receiver, ["ai.response"])
         ids = await emit_events(stack.settings, temporal_env.client, stack.tenant.tenant_id, 1000)
         await receiver.wait_for(lambda r: len(r.delivered_ids()) >= 1000, seconds=240)
         assert verified(receiver)
         delivered = receiver.delivered_ids()
         assert set(delivered) == set(ids)
-        assert set(delivered.values()) == {1}
+        twice = {event_id for event_id, count in delivered.items() if count > 1}
+        log = [row for row in await deliveries(stack.settings, hook["id"]) if row.event_id in twice]
+        assert not twice, [(r.event_id, r.attempt, r.status, r.status_code, r.error) for r in log]
         assert {a.event["data"]["n"] for a in receiver.arrivals} == set(range(1000))
 
 
@@ -207,8 +212,13 @@ async def test_a_receiver_down_for_a_while_gets_every_event_exactly_once(
 ) -> None:
     up_at = time.monotonic() + 2.5
 
+    refused = 0
+
     def flaky(arrival: Arrival) -> tuple[int, dict[str, str]]:
-        if time.monotonic() < up_at:
+        nonlocal refused
+        # Down for 2.5 s, and for the first 5 attempts however late they come.
+        if time.monotonic() < up_at or refused < 5:
+            refused += 1
             return 503, {"Retry-After": "1"}
         return 200, {}
 

@@ -376,7 +376,7 @@ async def test_scheduled_at_delays_the_start_and_priority_is_accepted(
     workflow_id = await stack.create(
         {"name": "later", "steps": [{"type": "transform", "config": {"output": "{{x}}"}}]}
     )
-    when = datetime.now(UTC) + timedelta(seconds=3)
+    when = datetime.now(UTC) + timedelta(seconds=6)
     started = await stack.execute(
         workflow_id,
         {"input_data": {"x": 1}, "priority": "urgent", "scheduled_at": when.isoformat()},
@@ -384,7 +384,9 @@ async def test_scheduled_at_delays_the_start_and_priority_is_accepted(
     assert started.status_code == 202, started.text
     assert started.json()["status"] == "scheduled"
     execution_id = started.json()["execution_id"]
-    assert (await stack.read(execution_id))["status"] == "scheduled"
+    status = (await stack.read(execution_id))["status"]
+    if datetime.now(UTC) < when:  # a loaded machine may only get here after the start
+        assert status == "scheduled"
 
     done = await stack.until(execution_id, "completed", "failed")
     assert done["status"] == "completed" and done["priority"] == "urgent"

@@ -142,7 +142,7 @@ async def test_gone_ends_at_the_first_attempt(
     assert len(receiver.attempts) == 1 and receiver.exhausted == []
 
 
-def test_retry_after_is_read_as_seconds_or_a_date_and_capped() -> None:
+async def test_retry_after_is_read_as_seconds_or_a_date_and_capped() -> None:
     now = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
     assert retry_after_seconds("120", now) == 120.0
     assert retry_after_seconds("Fri, 27 Nov 2026 12:05:00 GMT", now) == 300.0
