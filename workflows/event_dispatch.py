@@ -1,13 +1,14 @@
 """EventDispatchWorkflow (``events-dispatcher``): drains the event outbox.
 
 One run per deployment (per task-queue prefix). Each round is one activity
-that gives new outbox rows their stream position, starts a
-``WebhookDeliveryWorkflow`` per (event, subscribed webhook) and publishes the
-events to live streams. A process that commits an event rings the ``wake``
-signal (``engine.events.doorbell``); without a ring the workflow still looks
-every ``poll_seconds``, so an event whose ring was lost waits at most that
-long. Delivery therefore survives API and worker restarts, and scales with
-the workers that serve ``weft-io``.
+that watches the outbox for a while (``engine.events.dispatch``): it gives new
+rows their stream position, starts a ``WebhookDeliveryWorkflow`` per (event,
+subscribed webhook) and publishes the events to live streams, then looks again
+every fraction of a second. When it returns, the next round starts at once.
+A process that commits an event rings the ``wake`` signal now and then
+(``engine.events.doorbell``), which starts the dispatcher if it is not
+running. Delivery therefore survives API and worker restarts (a killed
+worker's watch is retried elsewhere after the heartbeat timeout).
 """
 
 from __future__ import annotations
@@ -60,6 +61,8 @@ class EventDispatchWorkflow:
                 continue
             if workflow.info().is_continue_as_new_suggested():
                 break
+            if result.watched:
+                continue  # it looked at the outbox until just now: watch again
             with contextlib.suppress(TimeoutError):  # no ring: look anyway
                 await workflow.wait_condition(
                     lambda: self._rung, timeout=timedelta(seconds=params.poll_seconds)

@@ -25,6 +25,9 @@ class DispatchResult(BaseModel):
     dispatched: int
     deliveries: int
     more: bool  # a full batch: look again at once
+    # The activity watched the outbox itself for a while: the next one starts at
+    # once (False in histories from before it did).
+    watched: bool = False
 
 
 class DeliveryInput(BaseModel):

@@ -1,6 +1,12 @@
 """Draining the outbox (the dispatcher workflow's one activity does this).
 
-Two steps, each safe to repeat after a crash:
+One activity watches the outbox for ``event_watch_seconds``: a round at once
+while a batch comes back full, otherwise one indexed look every
+``event_check_seconds`` and a round when something waits. So a busy stream of
+events costs Temporal nothing per event (no signal, no activity per round),
+and the doorbell only makes sure the dispatcher runs.
+
+Each round has two steps, each safe to repeat after a crash:
 
 1. **Sequence**: new outbox rows get their stream position ``seq`` in the
    order the dispatcher sees them. Only this one dispatcher writes ``seq``, so
@@ -46,6 +52,15 @@ class Dispatched:
     deliveries: int
     more: bool
 
+    def then(self, later: Dispatched) -> Dispatched:
+        """This round's counts and a later one's; ``more`` is the later one's."""
+        return Dispatched(
+            sequenced=self.sequenced + later.sequenced,
+            dispatched=self.dispatched + later.dispatched,
+            deliveries=self.deliveries + later.deliveries,
+            more=later.more,
+        )
+
 
 def subscribed(hook: Webhook, event: Event) -> bool:
     if event.created_at < hook.created_at:
@@ -83,6 +98,33 @@ class Dispatcher:
         self.sessions = sessions
         self.client = client
         self.redis = redis
+
+    async def watch(
+        self, limit: int, seconds: float, every: float, stop: asyncio.Event
+    ) -> Dispatched:
+        """Rounds for ``seconds`` (or until ``stop``): the next at once while a
+        batch came back full, else once a look every ``every`` seconds finds an
+        event waiting. Returns the counts of all rounds; ``more`` when time ran
+        out on a full batch."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + seconds
+        total = await self.run(limit)
+        while not stop.is_set() and loop.time() < until:
+            if not total.more:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), every)
+                if stop.is_set() or not await self.waiting():
+                    continue
+            total = total.then(await self.run(limit))
+        return total
+
+    async def waiting(self) -> bool:
+        """Whether an event waits for its position or its hand-on (one indexed look)."""
+        async with self.sessions() as session:
+            found = await session.scalar(
+                select(Event.id).where(Event.dispatched_at.is_(None)).limit(1)
+            )
+        return found is not None
 
     async def run(self, limit: int) -> Dispatched:
         sequenced = await self._sequence(limit)

@@ -1,12 +1,14 @@
-"""The doorbell: wakes the dispatcher workflow after a commit that added events.
+"""The doorbell: makes sure the dispatcher workflow runs after a commit that
+added events.
 
 ``outbox.emit`` marks the session; when that session's transaction commits,
-the doorbell installed on its session factory sends one ``wake`` signal (with
-start, so the dispatcher runs from the first event on). Rings within a few
-milliseconds share one signal, and under load a process rings at most every
-``event_wake_interval_seconds``, so a burst of commits costs one round trip. A
-lost ring (a crash right after the commit) only delays the events until the
-dispatcher's next look.
+the doorbell installed on its session factory sends a ``wake`` signal with
+start, so the dispatcher runs from the first event on. The dispatcher's
+activity watches the outbox itself (``engine.events.dispatch``), so a process
+rings at most every ``event_wake_interval_seconds`` (30 s by default): rings
+meanwhile share the next signal, and a busy process costs Temporal one signal
+per interval, not one per commit. A lost ring (a crash right after the
+commit) loses nothing: the events wait in the outbox for the next look.
 """
 
 from __future__ import annotations

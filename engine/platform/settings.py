@@ -198,14 +198,18 @@ class Settings(BaseSettings):
     webhook_max_response_bytes: int = Field(default=65_536, gt=0)
     # A webhook whose deliveries of this many events in a row all failed is disabled.
     webhook_disable_after_failures: int = Field(default=10, gt=0)
-    # The dispatcher drains the outbox when rung after a commit; failing that,
-    # it looks every this many seconds. Streams without Redis read new events
-    # from the database this often.
+    # The dispatcher's activity watches the outbox for event_watch_seconds,
+    # looking for new events every event_check_seconds (one indexed query), so
+    # events cost Temporal nothing each. Between watches (only in histories from
+    # before watching) it waits for a ring or event_poll_seconds. Streams without
+    # Redis read new events from the database every event_stream_poll_seconds.
+    event_watch_seconds: float = Field(default=60.0, gt=0, le=90)
+    event_check_seconds: float = Field(default=0.25, gt=0)
     event_poll_seconds: float = Field(default=5.0, gt=0)
     event_stream_poll_seconds: float = Field(default=0.25, gt=0)
-    # A process wakes the dispatcher at most this often: rings meanwhile share the
-    # next signal (each wake is a Temporal signal and a dispatch round).
-    event_wake_interval_seconds: float = Field(default=0.25, ge=0)
+    # A process rings the doorbell (a signal-with-start that makes sure the
+    # dispatcher runs) at most this often; rings meanwhile share the next one.
+    event_wake_interval_seconds: float = Field(default=30.0, ge=0)
     # Inbound callbacks: how long a callback URL stays valid. (A signed request's
     # timestamp may be at most five minutes off, the Standard Webhooks tolerance.)
     callback_ttl_seconds: int = Field(default=7 * 24 * 3600, gt=0)

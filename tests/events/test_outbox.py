@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections import Counter
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.api.enums.v1 import EventType
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
@@ -19,7 +21,8 @@ from engine.events import outbox
 from engine.events.catalog import EventType as WeftEvent
 from engine.events.doorbell import Doorbell
 from engine.platform.settings import Settings
-from tests.conftest import make_tenant
+from tests.conftest import make_tenant, worker_stack
+from tests.events.support import emit_events
 from workflows.event_dispatch import dispatcher_id
 
 pytestmark = pytest.mark.asyncio
@@ -108,3 +111,55 @@ async def test_a_busy_process_wakes_the_dispatcher_once_per_interval(
         await bell.close()
         with contextlib.suppress(RPCError):
             await handle.terminate()
+
+
+async def test_the_dispatcher_watches_the_outbox_without_a_signal_or_an_activity_per_event(
+    settings: Settings, temporal_env: WorkflowEnvironment
+) -> None:
+    """After the first ring, events are handed on by the one watching activity:
+    commits without any doorbell are found within the watch, and the dispatcher's
+    history grows by nothing per event."""
+    async with worker_stack(settings, temporal_env, "watch") as stack:
+        tenant_id = stack.tenant.tenant_id
+        handle = temporal_env.client.get_workflow_handle(
+            dispatcher_id(stack.settings.task_queue_prefix)
+        )
+        first = await emit_events(stack.settings, temporal_env.client, tenant_id, 5)
+        engine = create_engine(stack.settings)
+        quiet = create_sessionmaker(engine)  # no doorbell: nobody rings for these
+        later: list[str] = []
+        try:
+            await wait_dispatched(quiet, first)
+            for batch in range(5):
+                async with transaction(quiet) as session:
+                    for n in range(10):
+                        data = {"batch": batch, "n": n}
+                        event_id = await outbox.emit(
+                            session, tenant_id, WeftEvent.SYSTEM_NOTIFICATION, data
+                        )
+                        assert event_id is not None
+                        later.append(event_id)
+                await asyncio.sleep(0.3)
+            await wait_dispatched(quiet, later)
+        finally:
+            await engine.dispose()
+        history = await handle.fetch_history()
+        kinds = Counter(event.event_type for event in history.events)
+        assert kinds[EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED] == 1
+        assert kinds[EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED] == 1, kinds
+    with contextlib.suppress(RPCError):
+        await handle.terminate()
+
+
+async def wait_dispatched(sessions: async_sessionmaker[AsyncSession], ids: list[str]) -> None:
+    async with asyncio.timeout(60):
+        while True:
+            async with sessions() as session:
+                left = await session.scalar(
+                    select(func.count())
+                    .select_from(Event)
+                    .where(Event.id.in_(ids), Event.dispatched_at.is_(None))
+                )
+            if not left:
+                return
+            await asyncio.sleep(0.1)

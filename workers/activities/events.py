@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -35,13 +37,29 @@ class EventActivities:
     @DISPATCH_EVENTS.defn
     async def dispatch_events(self, params: DispatchBatch) -> DispatchResult:
         dispatcher = Dispatcher(self.settings, self.sessions, activity.client(), self.redis)
-        async with heartbeating():  # a worker that died is noticed in seconds
-            done = await dispatcher.run(params.limit)
+        stop = asyncio.Event()  # this worker shutting down: end the watch, the next runs elsewhere
+
+        async def on_shutdown() -> None:
+            await activity.wait_for_worker_shutdown()
+            stop.set()
+
+        watcher = asyncio.create_task(on_shutdown())
+        try:
+            async with heartbeating():  # a worker that died is noticed in seconds
+                done = await dispatcher.watch(
+                    params.limit,
+                    self.settings.event_watch_seconds,
+                    self.settings.event_check_seconds,
+                    stop,
+                )
+        finally:
+            watcher.cancel()
         return DispatchResult(
             sequenced=done.sequenced,
             dispatched=done.dispatched,
             deliveries=done.deliveries,
             more=done.more,
+            watched=True,
         )
 
     @DELIVER_WEBHOOK.defn
