@@ -33,7 +33,7 @@ async def test_client_disconnect_closes_the_upstream_stream(
     tenant = await make_tenant(configured, "stream")
     async with (
         serve_app(create_app(configured), lifespan="on") as url,
-        httpx.AsyncClient(base_url=url, headers={"X-API-Key": tenant.key}) as client,
+        httpx.AsyncClient(base_url=url, headers={"X-API-Key": tenant.key}, timeout=WAIT) as client,
     ):
         body = {"messages": [{"role": "user", "content": "go on"}], "model": "endless"}
         async with client.stream("POST", "/api/v1/ai/chat", json={**body, "stream": True}) as r:

@@ -22,7 +22,9 @@ call with an in-band error under HTTP 200 (JSON-RPC 2.0 and the A2A spec want
 that), so ``negative_data_rejection`` is off for that one operation. ``/mcp``
 (MCP's streamable HTTP) is not in the OpenAPI document, so it is not fuzzed.
 Calls that would delete or deactivate the fuzzer's own tenant, user or key are
-sent for an object nobody has instead (``spare_identity``).
+sent for an object nobody has instead (``spare_identity``). One 5xx is an
+answer, not a finding: 504 ``GATEWAY_TIMEOUT`` to a call that chose its own
+``timeout_seconds`` and whose run outlived it (``callers_deadline``; README).
 
 ``WEFT_FUZZ_SEED`` replays a run (its seed is printed); ``WEFT_FUZZ_PATHS`` (a
 regular expression) fuzzes only the operations whose path it matches.
@@ -31,6 +33,7 @@ regular expression) fuzzes only the operations whose path it matches.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import random
@@ -207,6 +210,23 @@ def describe_failure(recorder: Any, case_id: str, name: str, failure: Any) -> st
     )
 
 
+def callers_deadline(recorder: Any, case_id: str, name: str) -> bool:
+    """A 504 ``GATEWAY_TIMEOUT`` to a call that set its own ``timeout_seconds``
+    (the system check with 0.002 s, say): the documented answer when a run outlives
+    the limit its caller chose, not a server error."""
+    interaction = recorder.interactions.get(case_id)
+    if name != "not_a_server_error" or interaction is None or interaction.response is None:
+        return False
+    response, request = interaction.response, interaction.request
+    if response.status_code != 504 or b"timeout_seconds" not in (request.body or b""):
+        return False
+    try:
+        body = json.loads(response.content or b"")
+    except ValueError:
+        return False
+    return isinstance(body, dict) and (body.get("error") or {}).get("code") == "GATEWAY_TIMEOUT"
+
+
 def fuzz(spec: dict[str, Any], base_url: str, identity: Identity, seed: int) -> Report:
     """The whole schemathesis run (blocking: the caller runs it in a thread)."""
     report = Report(seed)
@@ -230,7 +250,9 @@ def fuzz(spec: dict[str, Any], base_url: str, identity: Identity, seed: int) -> 
                 describe_failure(recorder, case_id, check.name, check.failure_info.failure)
                 for case_id, checks in recorder.checks.items()
                 for check in checks
-                if check.status == Status.FAILURE and check.failure_info is not None
+                if check.status == Status.FAILURE
+                and check.failure_info is not None
+                and not callers_deadline(recorder, case_id, check.name)
             )
         elif isinstance(event, events.NonFatalError):
             message = f"[error] {event.label}: {event.info.message[:1000]}"
