@@ -103,7 +103,10 @@ WORKFLOW_RUNNER = SandboxedWorkflowRunner(
 )
 
 # CPU-bound work runs in threads (to_thread) and torch/onnxruntime use every core
-# themselves: more than this at once only makes them fight over 2 cores.
+# themselves: more than this at once only makes them fight over 2 cores. More
+# embed activities at once would let small documents share a model pass
+# (engine.ai.providers.embed_batcher), but measured with 8 and 32 they were no
+# faster on 2 cores and took the worker past 1.1 GB (bench/documents.py, README).
 CONCURRENCY = {TaskQueue.CPU: 2, TaskQueue.ML: 1}
 
 
