@@ -46,7 +46,6 @@ from engine.platform.errors import WeftError
 from engine.platform.settings import Settings
 from engine.storage.base import BlobStore, local_copy, work_prefix
 from engine.vectors.base import VectorIndex, VectorRow
-from workers.activities.heartbeats import heartbeating
 from workflows.activities import (
     CHUNK_TEXT,
     EMBED_CHUNKS,
@@ -231,18 +230,17 @@ class DocumentActivities:
         started = datetime.now(UTC)
         vectors: list[list[float]] = []
         tokens = 0
-        # Beats while it waits for its turn at the model (other documents' passes).
-        async with heartbeating():
-            for offset in range(0, len(chunks), EMBED_SUB_BATCH):
-                texts = [c["text"] for c in chunks[offset : offset + EMBED_SUB_BATCH]]
-                try:
-                    result = await provider.embed(texts, model)
-                except WeftError as exc:
-                    if not getattr(exc, "retryable", True) or exc.code in ("EGRESS_DENIED",):
-                        raise permanent(exc.code, exc.message) from None
-                    raise
-                vectors += result.vectors
-                tokens += result.tokens
+        for offset in range(0, len(chunks), EMBED_SUB_BATCH):
+            texts = [c["text"] for c in chunks[offset : offset + EMBED_SUB_BATCH]]
+            try:
+                result = await provider.embed(texts, model)
+            except WeftError as exc:
+                if not getattr(exc, "retryable", True) or exc.code in ("EGRESS_DENIED",):
+                    raise permanent(exc.code, exc.message) from None
+                raise
+            vectors += result.vectors
+            tokens += result.tokens
+            activity.heartbeat(params.start + offset + len(texts))
         # Stays float32 when normalized; numpy's stubs type the division as float64.
         matrix: npt.NDArray[np.floating[Any]]
         matrix = np.asarray(vectors, dtype=np.float32).reshape(len(chunks), -1)
