@@ -194,3 +194,24 @@ async def counting_receiver() -> AsyncIterator[Counting]:
     async with serve_app(Starlette(routes=routes)) as url:
         found.url = url
         yield found
+
+
+async def start_runs(
+    http: httpx.AsyncClient,
+    headers: dict[str, str],
+    name: str,
+    steps: list[dict[str, Any]],
+    count: int,
+) -> tuple[str, list[str]]:
+    """Create the workflow ``name`` of ``steps`` and start ``count`` runs of it
+    (input ``{"n": n}``): its execute path, and the runs' execution ids."""
+    body = {"name": name, "steps": steps}
+    created = await http.post("/api/workflows", json=body, headers=headers)
+    assert created.status_code == 201, created.text
+    execute = f"/api/workflows/{created.json()['id']}/execute"
+    runs = []
+    for n in range(count):
+        started = await http.post(execute, json={"input_data": {"n": n}}, headers=headers)
+        assert started.status_code == 202, started.text
+        runs.append(str(started.json()["execution_id"]))
+    return execute, runs

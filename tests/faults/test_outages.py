@@ -50,7 +50,7 @@ from engine.platform.settings import DEFAULT_RATE_LIMITS, Settings
 from tests.conftest import TenantFixture, api_client, free_port, make_tenant
 from tests.documents.test_durability import start_worker
 from tests.fake_providers import FakeProvider
-from tests.faults.support import counting_receiver
+from tests.faults.support import counting_receiver, start_runs
 
 pytestmark = [pytest.mark.faults, pytest.mark.asyncio]
 
@@ -495,20 +495,7 @@ async def test_postgres_restarted_mid_run_api_says_503_and_every_run_finishes_on
                         {"id": "mail", "type": "email", "dependencies": ["ask"],
                          "config": {"to": "ops@example.com", "subject": "run {{n}}"}},
                     ]  # fmt: skip
-                    created = await http.post(
-                        "/api/workflows",
-                        json={"name": "pg-restart", "steps": steps},
-                        headers=headers,
-                    )
-                    assert created.status_code == 201, created.text
-                    execute = f"/api/workflows/{created.json()['id']}/execute"
-                    runs = []
-                    for n in range(RUNS):
-                        started = await http.post(
-                            execute, json={"input_data": {"n": n}}, headers=headers
-                        )
-                        assert started.status_code == 202, started.text
-                        runs.append(started.json()["execution_id"])
+                    execute, runs = await start_runs(http, headers, "pg-restart", steps, RUNS)
                     docs = []
                     for i in range(DOCUMENTS):
                         text = " ".join(

@@ -24,7 +24,7 @@ from engine.platform.ports import port_open
 from engine.platform.settings import Settings
 from tests.conftest import api_client, free_port, make_tenant
 from tests.documents.test_durability import start_worker
-from tests.faults.support import counting_receiver
+from tests.faults.support import counting_receiver, start_runs
 
 pytestmark = [pytest.mark.faults, pytest.mark.asyncio]
 
@@ -92,18 +92,7 @@ async def test_temporal_killed_mid_run_api_says_503_and_runs_finish(tmp_path: Pa
             worker = start_worker(settings, worker_log, extra_env=env)
             try:
                 async with api_client(create_app(settings)) as http:
-                    created = await http.post(
-                        "/api/workflows", json={"name": "t-loss", "steps": steps}, headers=headers
-                    )
-                    assert created.status_code == 201, created.text
-                    execute = f"/api/workflows/{created.json()['id']}/execute"
-                    executions = []
-                    for n in range(RUNS):
-                        started = await http.post(
-                            execute, json={"input_data": {"n": n}}, headers=headers
-                        )
-                        assert started.status_code == 202, started.text
-                        executions.append(started.json()["execution_id"])
+                    execute, executions = await start_runs(http, headers, "t-loss", steps, RUNS)
                     await receiver.until(lambda r: r.calls_arrived >= RUNS)
 
                     os.killpg(servers[0].pid, signal.SIGKILL)  # only the Temporal server
