@@ -39,6 +39,7 @@ from typing import Any
 
 import httpx
 
+from engine.platform.aio_transport import AiohttpTransport
 from engine.platform.errors import WeftError
 from engine.platform.settings import Settings
 
@@ -419,14 +420,10 @@ KEEPALIVE_EXPIRY_SECONDS = 3.0
 
 def new_http_client(settings: Settings) -> httpx.AsyncClient:
     """The shared client for outbound calls (ignores proxy variables: the guard
-    must see the real destination)."""
+    must see the real destination), on aiohttp's pool (``aio_transport``)."""
     return httpx.AsyncClient(
         trust_env=False,
         follow_redirects=False,
         timeout=httpx.Timeout(settings.provider_timeout_seconds),
-        limits=httpx.Limits(
-            max_connections=200,
-            max_keepalive_connections=100,
-            keepalive_expiry=KEEPALIVE_EXPIRY_SECONDS,
-        ),
+        transport=AiohttpTransport(max_connections=200, keepalive_seconds=KEEPALIVE_EXPIRY_SECONDS),
     )
