@@ -16,6 +16,7 @@ from api.openapi import install_openapi
 from api.query import refuse_repeated_values
 from api.ratelimit import RateLimitMiddleware
 from api.resources import Resources
+from api.route_index import install_route_index
 from api.routes import (
     a2a_protocol,
     a2a_sessions,
@@ -149,4 +150,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ):
         app.include_router(router)
     app.router.routes.append(mcp_endpoint.route())
+    install_route_index(app)  # last: it reads the finished route list
     return app
