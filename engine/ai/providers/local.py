@@ -22,6 +22,7 @@ import numpy as np
 
 from engine.ai.providers.base import EmbeddingResult
 from engine.ai.providers.embed_batcher import EmbedBatcher
+from engine.platform import heap
 from engine.platform.errors import WeftError
 
 LOCAL_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
@@ -65,10 +66,13 @@ def _model() -> Any:
 
 
 def warm_up() -> None:
-    """Load the model ahead of the first request (a few seconds, off the hot path)."""
+    """Load the model ahead of the first request (a few seconds, off the hot path),
+    then freeze the long-lived heap (``engine.platform.heap``): the collector
+    stops re-walking torch and the model on every full collection."""
     # Without the ml extra, local embeddings answer with a clear error instead.
     with contextlib.suppress(LocalModelMissing):
         _model()
+    heap.settle()
 
 
 def count_tokens(texts: Sequence[str]) -> list[int]:
