@@ -34,8 +34,14 @@ async def get_temporal(resources: Annotated[Resources, Depends(get_resources)]) 
 async def get_session(
     resources: Annotated[Resources, Depends(get_resources)],
 ) -> AsyncIterator[AsyncSession]:
-    async with resources.sessions() as session:
+    session = resources.sessions()
+    try:
         yield session
+    finally:
+        # A request that ended its transactions (or never began one, as a chat
+        # call with a cached principal) holds no connection: nothing to close.
+        if session.in_transaction():
+            await session.close()
 
 
 ResourcesDep = Annotated[Resources, Depends(get_resources)]
@@ -67,7 +73,8 @@ async def get_principal(
     principal = await authenticate(session, settings, credential)
     # End the read transaction: the connection goes back to the pool instead of
     # staying checked out while the route waits on a provider or Temporal.
-    await session.commit()
+    if session.in_transaction():  # none began when the principal was cached
+        await session.commit()
     request.state.principal = principal  # read by request history
     logs.bind_tenant(principal.tenant_id)  # every line logged from here on names the tenant
     for scope in security_scopes.scopes:
