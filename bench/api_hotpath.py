@@ -217,6 +217,13 @@ async def main() -> None:
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--open-seconds", type=float, default=20)
+    parser.add_argument(
+        "--open-rate",
+        type=float,
+        default=0,
+        help="requests/s of the open loop (default: half "
+        "of the measured saturation; fix it to compare runs with --env)",
+    )
     parser.add_argument("--profile-seconds", type=float, default=10)
     parser.add_argument(
         "--env", action="append", default=[], metavar="NAME=VALUE",
@@ -276,7 +283,7 @@ async def main() -> None:
         )
 
         saturation = statistics.median(rates["weft"])
-        rate = saturation / 2
+        rate = args.open_rate or saturation / 2
         direct_body: Body = {"model": "llama-test", "messages": MESSAGES, "stream": False}
         direct = await open_loop(fake_url, "/api/chat", direct_body, rate, args.open_seconds, {})
         through = await open_loop(api_url, path, chat, rate, args.open_seconds, auth)
@@ -308,7 +315,7 @@ async def main() -> None:
     p50d, p99d = statistics.median(direct), percentile(direct, 99)
     p50w, p99w = statistics.median(through), percentile(through, 99)
     print(
-        f"open loop at {rate:.0f} req/s (half of saturation): direct p50 {p50d:.2f} p99 "
+        f"open loop at {rate:.0f} req/s ({'fixed' if args.open_rate else 'half of saturation'}): direct p50 {p50d:.2f} p99 "
         f"{p99d:.2f} | weft p50 {p50w:.2f} p99 {p99w:.2f} | added p50 {p50w - p50d:.2f} "
         f"p99 {p99w - p99d:.2f} ms (n={len(through)})"
     )
