@@ -157,6 +157,16 @@ class Stack:
                 [*weft, *extra], env=self.env, cwd=ROOT, stdout=log, stderr=log
             )
         self._wait(self._healthy, "api and worker")
+        self._wait(self._warm, "the models to load", seconds=180)
+
+    def _warm(self, window: float = 1.0) -> bool:
+        """The API and the worker are idle (each under a tenth of a core): their
+        background MiniLM load, which the direct loop also does before its clock
+        starts, is over."""
+        before = self.cpu_seconds()
+        time.sleep(window)
+        after = self.cpu_seconds()
+        return all((after[name] - before[name]) / window < 0.1 for name in ("api", "worker"))
 
     def _healthy(self) -> bool:
         try:

@@ -18,8 +18,9 @@ log = logging.getLogger("weft.heap")
 
 
 def settle() -> int:
-    """Collect once, then freeze what is left; returns how many objects are frozen."""
-    gc.collect()
+    """Freeze every tracked object; returns how many are frozen now. No
+    collection first: walking the whole heap once more would hold the GIL (and
+    stop the event loop) for up to a second, to free a few import-time cycles."""
     gc.freeze()
     frozen = gc.get_freeze_count()
     log.debug("%d long-lived objects moved out of the collector's view", frozen)
