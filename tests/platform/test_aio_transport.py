@@ -121,33 +121,34 @@ async def test_a_refused_connection_is_a_connect_error() -> None:
             await get(http, f"http://127.0.0.1:{free_port()}/")
 
 
-async def test_a_server_that_closes_without_answering_is_a_protocol_error() -> None:
-    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-
-    async with server(hang_up) as port, client() as http:
-        with pytest.raises(httpx.RemoteProtocolError):
-            await get(http, f"http://127.0.0.1:{port}/")
+async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await reader.readuntil(b"\r\n\r\n")
 
 
-async def test_a_silent_server_is_a_read_timeout() -> None:
-    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        await asyncio.sleep(5)
-
-    async with server(silent) as port, client() as http:
-        with pytest.raises(httpx.ReadTimeout):
-            await get(http, f"http://127.0.0.1:{port}/")
+async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await reader.readuntil(b"\r\n\r\n")
+    await asyncio.sleep(5)
 
 
-async def test_a_body_that_breaks_off_is_a_read_error() -> None:
-    async def cut_short(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"partial":')
-        await writer.drain()
+async def cut_short(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await reader.readuntil(b"\r\n\r\n")
+    writer.write(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"partial":')
+    await writer.drain()
 
-    async with server(cut_short) as port, client() as http:
-        with pytest.raises(httpx.ReadError):
+
+@pytest.mark.parametrize(
+    ("handler", "error"),
+    [
+        (hang_up, httpx.RemoteProtocolError),  # closed without answering
+        (silent, httpx.ReadTimeout),  # nothing within the read timeout
+        (cut_short, httpx.ReadError),  # the body breaks off
+    ],
+)
+async def test_a_failing_server_is_the_httpx_error_callers_map(
+    handler: Handler, error: type[httpx.HTTPError]
+) -> None:
+    async with server(handler) as port, client() as http:
+        with pytest.raises(error):
             await get(http, f"http://127.0.0.1:{port}/")
 
 
