@@ -6,7 +6,7 @@ walks all of them: measured in the API under chat load, 230–430 ms with the
 event loop stopped, once every couple of thousand requests — the unexplained
 p99 stall of the hot-path bench. ``settle()`` moves every object alive at that
 moment into the permanent generation, so later full collections walk only what
-was allocated since (tens of milliseconds at most).
+was allocated since (in that API, about 1,500 objects instead of 780,000).
 """
 
 from __future__ import annotations
@@ -17,11 +17,9 @@ import logging
 log = logging.getLogger("weft.heap")
 
 
-def settle() -> int:
-    """Freeze every tracked object; returns how many are frozen now. No
-    collection first: walking the whole heap once more would hold the GIL (and
-    stop the event loop) for up to a second, to free a few import-time cycles."""
+def settle() -> None:
+    """Freeze every tracked object. No collection first: walking the whole heap
+    once more would hold the GIL (and stop the event loop) for up to a second,
+    to free a few import-time cycles."""
     gc.freeze()
-    frozen = gc.get_freeze_count()
-    log.debug("%d long-lived objects moved out of the collector's view", frozen)
-    return frozen
+    log.debug("%d long-lived objects moved out of the collector's view", gc.get_freeze_count())
